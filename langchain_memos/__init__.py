@@ -1,0 +1,1 @@
+"""LangChain / LangGraph adapters over the :mod:`memcube` core."""

@@ -1,0 +1,88 @@
+"""One exception hierarchy for everything the cube can refuse.
+
+Every error says what went wrong *and* what to do about it. Each subclass also derives from the
+closest built-in exception (``ValueError``, ``LookupError``, ``PermissionError``...) so callers
+that already catch those keep working.
+"""
+
+from __future__ import annotations
+
+
+class MemCubeError(Exception):
+    """Root of every error raised by :mod:`memcube`."""
+
+
+class InvalidInputError(MemCubeError, ValueError):
+    """An argument was rejected before anything was written; the cube is unchanged."""
+
+
+class EmptyContentError(InvalidInputError):
+    """Memory content was empty or only whitespace."""
+
+
+class ContentTooLargeError(InvalidInputError):
+    """Memory content exceeds :data:`memcube.items.MAX_CONTENT_CHARS`."""
+
+
+class InvalidMetadataError(InvalidInputError):
+    """Metadata was not a JSON object of finite JSON values."""
+
+
+class InvalidFilterError(InvalidInputError):
+    """A search or store filter could not be understood."""
+
+
+class InvalidUserIdError(InvalidInputError):
+    """A user, agent or session id was empty, too long or contained control characters."""
+
+
+class ItemNotFoundError(MemCubeError, LookupError):
+    """No memory with that id exists (or it is not visible to the caller)."""
+
+
+class VersionNotFoundError(ItemNotFoundError):
+    """The item exists, but not at the requested version."""
+
+
+class ManifestError(MemCubeError):
+    """The cube manifest (``cube.json``) is missing, corrupt or unsupported."""
+
+
+class CorruptManifestError(ManifestError):
+    """``cube.json`` could not be parsed or failed validation."""
+
+
+class UnsupportedVersionError(ManifestError):
+    """The cube (or archive) was written by a newer, incompatible format version."""
+
+
+class EmbedderMismatchError(MemCubeError):
+    """The cube was built with a different embedder than the one it is being opened with."""
+
+
+class AccessDeniedError(MemCubeError, PermissionError):
+    """The acting user may not read or write that memory."""
+
+
+class FrozenItemError(MemCubeError):
+    """The memory is frozen; unfreeze it before updating it."""
+
+
+class CubeLockedError(MemCubeError):
+    """Another process holds the write lock of this embedded cube."""
+
+
+class CubeClosedError(MemCubeError):
+    """The cube was closed; open it again with :meth:`memcube.MemCube.open`."""
+
+
+class BackendUnavailableError(MemCubeError, ConnectionError):
+    """The Chroma backend (usually a server) could not be reached after retrying."""
+
+
+class ModelMismatchError(MemCubeError):
+    """A KV cache or adapter was built for a different model than the one it is loaded into."""
+
+
+class ExtractionError(MemCubeError):
+    """A memory extractor produced output that could not be used (the raw turn is still kept)."""

@@ -1,0 +1,206 @@
+"""The Chroma client behind a cube: embedded (``PersistentClient``) or a server (``HttpClient``).
+
+Everything above this module is identical in both modes. Server calls are retried with
+exponential backoff where that is safe (reads, and idempotent upserts keyed by id); when the
+server stays away a :class:`~memcube.errors.BackendUnavailableError` is raised.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlparse
+
+from memcube.errors import BackendUnavailableError, InvalidInputError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: History and audit collections hold no meaningful vector; Chroma still wants one.
+PLACEHOLDER_VECTOR = [0.0]
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    names = {type(e).__name__ for e in _chain(exc)}
+    return bool(
+        names
+        & {
+            "ConnectError",
+            "ConnectTimeout",
+            "ReadTimeout",
+            "ReadError",
+            "RemoteProtocolError",
+            "ConnectionError",
+            "ConnectionRefusedError",
+            "ConnectionResetError",
+            "WriteError",
+            "PoolTimeout",
+        }
+    ) or "Could not connect" in str(exc)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and cur not in seen:
+        seen.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    return seen
+
+
+class ChromaBackend:
+    """Owns the Chroma client and the cube's three collections (items, history, audit)."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        chroma_url: str | None,
+        prefix: str,
+        retries: int = 5,
+        backoff_s: float = 0.2,
+    ) -> None:
+        import chromadb
+        from chromadb.config import Settings
+
+        self.chroma_url = chroma_url
+        self.retries = retries if chroma_url else 0
+        self.backoff_s = backoff_s
+        settings = Settings(anonymized_telemetry=False)
+        if chroma_url:
+            url = urlparse(chroma_url)
+            if url.scheme not in ("http", "https") or not url.hostname:
+                raise InvalidInputError(
+                    f"chroma_url must look like http://host:port, got {chroma_url!r}."
+                )
+            port = url.port or (443 if url.scheme == "https" else 8000)
+            self.client = self._retry(
+                lambda: chromadb.HttpClient(
+                    host=url.hostname, port=port, ssl=url.scheme == "https", settings=settings
+                ),
+                "connect",
+            )
+        else:
+            self.client = chromadb.PersistentClient(path=str(path / "chroma"), settings=settings)
+        self.items = self._collection(f"{prefix}_items", cosine=True)
+        self.history = self._collection(f"{prefix}_history", cosine=False)
+        self.audit = self._collection(f"{prefix}_audit", cosine=False)
+
+    def _collection(self, name: str, *, cosine: bool) -> Any:
+        config = {"hnsw": {"space": "cosine" if cosine else "l2"}}
+        return self._retry(
+            lambda: self.client.get_or_create_collection(
+                name, configuration=config, embedding_function=None
+            ),
+            f"open collection {name}",
+        )
+
+    def _retry(self, fn: Callable[[], T], what: str) -> T:
+        attempt = 0
+        while True:
+            try:
+                return fn()
+            except Exception as exc:
+                if not _is_connection_error(exc):
+                    raise
+                if attempt >= self.retries:
+                    raise BackendUnavailableError(
+                        f"Chroma at {self.chroma_url or 'embedded'} is unreachable ({what}): {exc}. "
+                        "Check that the server is running; nothing was lost on this side."
+                    ) from exc
+                delay = self.backoff_s * (2**attempt)
+                log.warning("chroma %s failed (%s); retrying in %.1fs", what, exc, delay)
+                time.sleep(delay)
+                attempt += 1
+
+    @property
+    def max_batch(self) -> int:
+        return int(self._retry(self.client.get_max_batch_size, "max batch size"))
+
+    # Upserts are keyed by id and carry the complete record, so replaying one is harmless.
+    def upsert(
+        self,
+        collection: Any,
+        ids: Sequence[str],
+        *,
+        embeddings: Sequence[Sequence[float]] | None,
+        documents: Sequence[str] | None,
+        metadatas: Sequence[dict[str, Any]],
+    ) -> None:
+        if not ids:
+            return
+        if embeddings is None:
+            embeddings = [PLACEHOLDER_VECTOR] * len(ids)
+        self._retry(
+            lambda: collection.upsert(
+                ids=list(ids),
+                embeddings=[list(e) for e in embeddings],
+                documents=list(documents) if documents is not None else None,
+                metadatas=list(metadatas),
+            ),
+            "upsert",
+        )
+
+    def update_metadata(self, collection: Any, ids: Sequence[str], metadatas: Sequence[dict]) -> None:
+        if ids:
+            self._retry(lambda: collection.update(ids=list(ids), metadatas=list(metadatas)), "update")
+
+    def get(
+        self,
+        collection: Any,
+        *,
+        ids: Sequence[str] | None = None,
+        where: dict[str, Any] | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        include: Sequence[str] = ("metadatas",),
+    ) -> dict[str, Any]:
+        return self._retry(
+            lambda: collection.get(
+                ids=list(ids) if ids is not None else None,
+                where=where,
+                limit=limit,
+                offset=offset,
+                include=list(include),
+            ),
+            "get",
+        )
+
+    def query(
+        self,
+        collection: Any,
+        embedding: Sequence[float],
+        *,
+        n: int,
+        where: dict[str, Any] | None,
+        include: Sequence[str] = ("metadatas", "distances"),
+    ) -> dict[str, Any]:
+        return self._retry(
+            lambda: collection.query(
+                query_embeddings=[list(embedding)],
+                n_results=n,
+                where=where,
+                include=list(include),
+            ),
+            "query",
+        )
+
+    def delete(self, collection: Any, *, ids: Sequence[str] | None = None, where: dict | None = None) -> None:
+        if ids is not None and not ids:
+            return
+        self._retry(
+            lambda: collection.delete(ids=list(ids) if ids is not None else None, where=where),
+            "delete",
+        )
+
+    def count(self, collection: Any) -> int:
+        return int(self._retry(collection.count, "count"))
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        except Exception:  # closing twice, or a server already gone: nothing left to release
+            log.debug("chroma close failed", exc_info=True)

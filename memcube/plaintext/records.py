@@ -1,0 +1,145 @@
+"""How a MemoryItem is laid out in a Chroma record, and how user filters become Chroma ``where``.
+
+The full item is kept losslessly as JSON under ``json``; a few header fields are copied out as
+flat, filterable metadata. Free metadata scalars are copied under ``md:<key>`` and tags under
+``tag:<tag>`` so they can be filtered on without decoding JSON.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any
+
+from memcube.errors import InvalidFilterError
+from memcube.items import MemoryItem, as_utc
+
+#: Stands for "never expires" in the flat ``expires_ts`` field (year ~33658).
+NO_EXPIRY_TS = 1.0e12
+
+#: Item fields that filters address directly; any other key addresses free metadata.
+HEADER_FILTER_FIELDS = {
+    "user_id": "user_id",
+    "agent_id": "agent_id",
+    "session_id": "session_id",
+    "memory_type": "memory_type",
+    "state": "state",
+    "version": "version",
+    "importance": "importance",
+    "content_hash": "content_hash",
+    "access_count": "access_count",
+}
+COMPARISON_OPS = {"$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin"}
+
+
+def ts(value: datetime | None) -> float | None:
+    return None if value is None else as_utc(value).timestamp()
+
+
+def item_to_metadata(item: MemoryItem) -> dict[str, Any]:
+    md: dict[str, Any] = {
+        "json": item.model_dump_json(),
+        "user_id": item.user_id,
+        "memory_type": item.memory_type.value,
+        "state": item.state.value,
+        "version": item.version,
+        "importance": float(item.importance),
+        "access_count": item.access_count,
+        "content_hash": item.content_hash,
+        "created_ts": ts(item.created_at),
+        "updated_ts": ts(item.updated_at),
+        # Time-range filters use when it happened, falling back to when it was recorded.
+        "time_ts": ts(item.event_time or item.created_at),
+        "expires_ts": ts(item.expires_at) if item.expires_at else NO_EXPIRY_TS,
+    }
+    if item.agent_id is not None:
+        md["agent_id"] = item.agent_id
+    if item.session_id is not None:
+        md["session_id"] = item.session_id
+    for tag in item.tags:
+        md[f"tag:{tag}"] = True
+    for key, value in item.metadata.items():
+        if isinstance(value, (str, bool, int, float)):
+            md[f"md:{key}"] = value
+    return md
+
+
+def metadata_to_item(md: dict[str, Any]) -> MemoryItem:
+    return MemoryItem.model_validate_json(md["json"])
+
+
+def and_(*clauses: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Combine ``where`` clauses; Chroma wants ``$and`` only for two or more."""
+    parts = [c for c in clauses if c]
+    if not parts:
+        return None
+    if len(parts) == 1:
+        return parts[0]
+    return {"$and": parts}
+
+
+def _check_scalar(value: Any, key: str) -> None:
+    if isinstance(value, bool) or isinstance(value, (str, int)):
+        return
+    if isinstance(value, float) and math.isfinite(value):
+        return
+    raise InvalidFilterError(
+        f"filter value for {key!r} must be a string, number or bool (finite), got {value!r}."
+    )
+
+
+def _field(key: str) -> str:
+    if not isinstance(key, str) or not key:
+        raise InvalidFilterError(f"filter keys must be non-empty strings, got {key!r}.")
+    if key.startswith("$"):
+        raise InvalidFilterError(f"unknown filter operator {key!r}; use $and, $or or a field name.")
+    if key == "tags":
+        raise InvalidFilterError("filter tags with tags=[...] on search, not in filters.")
+    return HEADER_FILTER_FIELDS.get(key, f"md:{key}")
+
+
+def translate_filters(filters: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Turn ``{"city": "Paris", "year": {"$gte": 2020}, "$or": [...]}`` into a Chroma where.
+
+    Keys name item header fields (``memory_type``, ``session_id``, ``importance``...) or free
+    metadata keys. Operators: ``$eq $ne $gt $gte $lt $lte $in $nin``, combined with ``$and``/``$or``.
+    """
+    if filters is None:
+        return None
+    if not isinstance(filters, dict):
+        raise InvalidFilterError(f"filters must be a dict, got {type(filters).__name__}.")
+    clauses: list[dict[str, Any]] = []
+    for key, cond in filters.items():
+        if key in ("$and", "$or"):
+            if not isinstance(cond, list) or not cond:
+                raise InvalidFilterError(f"{key} takes a non-empty list of filter dicts.")
+            subs = [translate_filters(c) for c in cond]
+            subs = [s for s in subs if s]
+            if len(subs) == 1:
+                clauses.append(subs[0])
+            elif subs:
+                clauses.append({key: subs})
+            continue
+        field = _field(key)
+        if isinstance(cond, dict):
+            if not cond:
+                raise InvalidFilterError(f"empty condition for {key!r}.")
+            for op, value in cond.items():
+                if op not in COMPARISON_OPS:
+                    raise InvalidFilterError(
+                        f"unknown operator {op!r} for {key!r}; use one of {sorted(COMPARISON_OPS)}."
+                    )
+                if op in ("$in", "$nin"):
+                    if not isinstance(value, list) or not value:
+                        raise InvalidFilterError(f"{op} for {key!r} takes a non-empty list.")
+                    for v in value:
+                        _check_scalar(v, key)
+                else:
+                    _check_scalar(value, key)
+                    if op in ("$gt", "$gte", "$lt", "$lte") and not isinstance(value, (int, float)):
+                        raise InvalidFilterError(f"{op} for {key!r} needs a number, got {value!r}.")
+                clauses.append({field: {op: value}})
+        else:
+            _check_scalar(cond, key)
+            clauses.append({field: {"$eq": cond}})
+    return and_(*clauses)
