@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from memcube.errors import InvalidFilterError
-from memcube.items import MemoryItem, as_utc
+from memcube.items import HIDDEN_STATES, MemoryItem, as_utc
 
 #: Stands for "never expires" in the flat ``expires_ts`` field (year ~33658).
 NO_EXPIRY_TS = 1.0e12
@@ -36,7 +36,10 @@ def ts(value: datetime | None) -> float | None:
     return None if value is None else as_utc(value).timestamp()
 
 
-def item_to_metadata(item: MemoryItem) -> dict[str, Any]:
+def item_to_metadata(item: MemoryItem, previous: MemoryItem | None = None) -> dict[str, Any]:
+    """Flat Chroma metadata for ``item``. When it replaces ``previous``, keys that only the old
+    record had are set to ``None``: Chroma merges metadata on update/upsert and deletes a key only
+    when it is given as ``None``."""
     md: dict[str, Any] = {
         "json": item.model_dump_json(),
         "user_id": item.user_id,
@@ -52,6 +55,11 @@ def item_to_metadata(item: MemoryItem) -> dict[str, Any]:
         "time_ts": ts(item.event_time or item.created_at),
         "expires_ts": ts(item.expires_at) if item.expires_at else NO_EXPIRY_TS,
     }
+    # One equality clause ("this user's visible items") filters as cheaply as raw Chroma's
+    # user filter; a conjunction of state and user clauses costs Chroma noticeably more.
+    if item.state not in HIDDEN_STATES:
+        md["live"] = True
+        md["live_user_id"] = item.user_id
     if item.agent_id is not None:
         md["agent_id"] = item.agent_id
     if item.session_id is not None:
@@ -61,6 +69,9 @@ def item_to_metadata(item: MemoryItem) -> dict[str, Any]:
     for key, value in item.metadata.items():
         if isinstance(value, (str, bool, int, float)):
             md[f"md:{key}"] = value
+    if previous is not None:
+        for key in item_to_metadata(previous):
+            md.setdefault(key, None)
     return md
 
 

@@ -111,6 +111,11 @@ def test_update_versions_and_history(cube: MemCube) -> None:
     # the new content is what search finds now
     assert cube.search("Munich", user_id="u", k=1)[0].item.content == "I live in Munich"
     assert cube.count(user_id="u") == 1
+    # fields removed by an update stop matching filters (Chroma merges metadata on update)
+    assert cube.search("Munich", user_id="u", tags=["home"])
+    cube.update(item.id, tags=[], metadata={})
+    assert cube.search("Munich", user_id="u", tags=["home"]) == []
+    assert cube.search("Munich", user_id="u", filters={"topic": "home"}) == []
 
 
 def test_delete_archives_and_hard_delete_purges(cube: MemCube) -> None:
