@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,7 @@ from memcube.plaintext.records import (
     ts,
 )
 from memcube.plaintext.retrieval import RetrievalConfig, Retriever
+from memcube.scheduler import SchedulerConfig, should_promote
 
 #: Items embedded and written per Chroma call in ``add_many``.
 DEFAULT_BATCH_SIZE = 256
@@ -116,6 +117,7 @@ class MemCube:
         owner: str | None = None,
         retrieval: RetrievalConfig | None = None,
         lock_timeout: float = 0.0,
+        scheduler: SchedulerConfig | None = None,
     ) -> MemCube:
         """Create the cube at ``path`` or open the one there.
 
@@ -129,6 +131,8 @@ class MemCube:
             owner: recorded in a new cube's manifest.
             retrieval: scoring parameters (see :class:`RetrievalConfig`).
             lock_timeout: seconds to wait for another process's write lock on an embedded cube.
+            scheduler: working-memory and activation policies (see
+                :class:`~memcube.scheduler.SchedulerConfig`).
 
         Raises:
             CubeLockedError: another process has this embedded cube open.
@@ -152,6 +156,18 @@ class MemCube:
                     f"{self.path} is open in another process (or another MemCube object). "
                     "Close it there, share one MemCube object, or run a Chroma server and open "
                     "the cube with chroma_url=... from every process."
+                ) from None
+            creation_lock = None
+        else:
+            # Server mode: many processes may open this folder at once. The manifest names the
+            # server collections, so it is created under a short lock: all of them agree on it.
+            creation_lock = FileLock(str(self.path / LOCK_NAME), is_singleton=False)
+            try:
+                creation_lock.acquire(timeout=max(lock_timeout, 30.0))
+            except Timeout:
+                raise CubeLockedError(
+                    f"{self.path} is held by an embedded MemCube in another process; open it "
+                    "with chroma_url=... everywhere, or close the embedded one."
                 ) from None
         try:
             manifest = CubeManifest.read(self.path)
@@ -186,8 +202,12 @@ class MemCube:
             if self._file_lock is not None:
                 self._file_lock.release()
             raise
+        finally:
+            if creation_lock is not None:
+                creation_lock.release()
         self._usage: dict[str, tuple[int, datetime]] = {}
         self._usage_pending = 0
+        self.scheduler_config = (scheduler or SchedulerConfig()).validate()
         self._closed = False
         return self
 
@@ -270,6 +290,7 @@ class MemCube:
         user_id: str | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         progress: bool | None = None,
+        on_batch: Callable[[list[MemoryItem]], None] | None = None,
     ) -> list[MemoryItem]:
         """Store many memories with batched embedding.
 
@@ -277,7 +298,8 @@ class MemCube:
         :meth:`add` (``content`` required; ``user_id`` defaults to the ``user_id`` given here).
         Every item is validated before anything is written, so bad input changes nothing. Each
         batch is written in one Chroma call: after a crash, every batch whose call returned is
-        stored whole.
+        stored whole. ``on_batch(items)`` is called after each batch is stored (acknowledged), e.g.
+        to checkpoint a long import.
         """
         self._check_open()
         if batch_size < 1:
@@ -296,6 +318,8 @@ class MemCube:
             for start in range(0, len(prepared), batch_size):
                 batch = prepared[start : start + batch_size]
                 self._write(batch)
+                if on_batch is not None:
+                    on_batch(batch)
                 if bar is not None:
                     bar.update(len(batch))
         finally:
@@ -329,8 +353,9 @@ class MemCube:
             fields["tags"] = list(fields["tags"])
         return build_item(**fields)
 
-    def _write(self, items: Sequence[MemoryItem]) -> None:
-        """Embed and upsert current versions. One Chroma call per batch: all or nothing."""
+    def _write(self, items: Sequence[MemoryItem], previous: Sequence[MemoryItem] | None = None) -> None:
+        """Embed and upsert current versions. One Chroma call per batch: all or nothing.
+        ``previous`` are the records being replaced (same order), so their stale keys are cleared."""
         if not items:
             return
         texts = [self.retriever.index_text(it) for it in items]
@@ -342,7 +367,9 @@ class MemCube:
                 [it.id for it in items],
                 embeddings=vectors,
                 documents=texts,
-                metadatas=[item_to_metadata(it) for it in items],
+                metadatas=[
+                    item_to_metadata(it, previous[i] if previous else None) for i, it in enumerate(items)
+                ],
             )
         self.retriever.invalidate({it.user_id for it in items})
 
@@ -421,9 +448,11 @@ class MemCube:
             old = current.model_copy(update={"state": old_state})
             self._put_history([old])
             if new.content != current.content:
-                self._write([new])
+                self._write([new], previous=[current])
             else:
-                self.backend.update_metadata(self.backend.items, [new.id], [item_to_metadata(new)])
+                self.backend.update_metadata(
+                    self.backend.items, [new.id], [item_to_metadata(new, current)]
+                )
                 self.retriever.invalidate({new.user_id})
         return new
 
@@ -457,6 +486,55 @@ class MemCube:
                     allow_frozen=True,
                     old_state=item.state,
                 )
+
+    @staticmethod
+    def keyed_id(*parts: str) -> str:
+        """A deterministic memory id for a composite key, e.g. a LangGraph store's namespace
+        labels plus its key: adapters that address memories by key map one key to one memory.
+
+        Example:
+            >>> MemCube.keyed_id("alice", "prefs", "theme") == MemCube.keyed_id("alice", "prefs", "theme")
+            True
+        """
+        import json
+        import uuid
+
+        if not parts or any(not isinstance(p, str) for p in parts):
+            raise InvalidInputError("keyed_id takes one or more strings.")
+        return uuid.uuid5(uuid.NAMESPACE_URL, "memcube:" + json.dumps(list(parts))).hex
+
+    def set_expiry(
+        self,
+        ids: Sequence[str],
+        *,
+        user_id: str,
+        ttl: timedelta | float | None = None,
+        expires_at: datetime | None = None,
+    ) -> list[MemoryItem]:
+        """Set when memories expire, in place (no new version: refreshing a TTL on read is
+        bookkeeping, like usage counts, not an edit). ``ttl`` counts from now; with neither
+        ``ttl`` nor ``expires_at`` the memories never expire.
+
+        Raises:
+            ItemNotFoundError: an id does not exist for ``user_id``; nothing was changed.
+        """
+        self._check_open()
+        check_scope_id(user_id, "user_id", required=True)
+        when = _expiry(ttl, expires_at)
+        wanted = list(dict.fromkeys(ids))
+        with self._lock:
+            found = self.get_many(wanted, user_id=user_id)
+            if len(found) != len(wanted):
+                missing = sorted(set(wanted) - {it.id for it in found})
+                raise ItemNotFoundError(f"no memories {missing} for user {user_id!r}.")
+            if not found:
+                return []
+            updated = [it.model_copy(update={"expires_at": when}) for it in found]
+            self.backend.update_metadata(
+                self.backend.items, [it.id for it in updated], [item_to_metadata(it) for it in updated]
+            )
+            self.retriever.invalidate({user_id})
+        return updated
 
     # ------------------------------------------------------------------ reads
     def get(self, id: str, *, user_id: str | None = None, include_archived: bool = True) -> MemoryItem:
@@ -515,18 +593,22 @@ class MemCube:
         tags: Sequence[str] | None = None,
         time_range: tuple[datetime | None, datetime | None] | None = None,
         include_archived: bool = False,
+        check_expiry: bool = True,
     ) -> dict[str, Any] | None:
+        """The Chroma ``where`` for a read. With ``check_expiry=False`` expired items are not
+        excluded here and the caller must drop them (search does, which keeps its filter cheap)."""
         check_scope_id(agent_id, "agent_id")
         check_scope_id(session_id, "session_id")
         clauses: list[dict[str, Any] | None] = []
         if user_id is not None:
-            clauses.append({"user_id": {"$eq": user_id}})
+            clauses.append({("user_id" if include_archived else "live_user_id"): {"$eq": user_id}})
+        elif not include_archived:
+            clauses.append({"live": {"$eq": True}})
         if agent_id is not None:
             clauses.append({"agent_id": {"$eq": agent_id}})
         if session_id is not None:
             clauses.append({"session_id": {"$eq": session_id}})
-        if not include_archived:
-            clauses.append({"state": {"$nin": sorted(s.value for s in HIDDEN_STATES)}})
+        if not include_archived and check_expiry:
             clauses.append({"expires_ts": {"$gt": utcnow().timestamp()}})
         if memory_types:
             try:
@@ -558,6 +640,7 @@ class MemCube:
         session_id: str | None = None,
         time_range: tuple[datetime | None, datetime | None] | None = None,
         include_archived: bool = False,
+        count_usage: bool = True,
     ) -> list[SearchHit]:
         """The ``k`` memories of ``user_id`` that best match ``query``, best first.
 
@@ -569,6 +652,8 @@ class MemCube:
             time_range: ``(start, end)`` on when the memory happened (``event_time``, falling back
                 to when it was recorded); either end may be ``None``.
             include_archived: also return archived, superseded and expired memories.
+            count_usage: count the hits as accessed (usage signal of the scheduler). The
+                scheduler passes ``False`` and counts only the memories it selects.
         """
         self._check_open()
         check_scope_id(user_id, "user_id", required=True)
@@ -585,9 +670,22 @@ class MemCube:
             tags=tags,
             time_range=time_range,
             include_archived=include_archived,
+            check_expiry=False,
         )
         hits = self.retriever.search(query, where=where, k=k)
-        self._record_usage([h.item.id for h in hits])
+        if not include_archived:
+            # Expired items are dropped here rather than in the where clause (see _where); the
+            # lifecycle sweep archives them, so widening is rarely needed.
+            want = k
+            while True:
+                live = [h for h in hits if not h.item.is_expired]
+                if len(live) == len(hits) or len(hits) < want:
+                    hits = live[:k]
+                    break
+                want *= 4
+                hits = self.retriever.search(query, where=where, k=want)
+        if count_usage:
+            self._record_usage([h.item.id for h in hits])
         return hits
 
     def items(
@@ -597,11 +695,15 @@ class MemCube:
         include_archived: bool = False,
         filters: dict[str, Any] | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        tags: Sequence[str] | None = None,
     ) -> Iterator[MemoryItem]:
-        """Iterate over a user's memories (every user's with ``user_id=None``), oldest id first."""
+        """Iterate over a user's memories (every user's with ``user_id=None``), oldest id first.
+        ``tags`` keeps only memories carrying every one of these tags."""
         self._check_open()
         check_scope_id(user_id, "user_id")
-        where = self._where(user_id=user_id, filters=filters, include_archived=include_archived)
+        where = self._where(
+            user_id=user_id, filters=filters, tags=tags, include_archived=include_archived
+        )
         offset = 0
         while True:
             res = self.backend.get(self.backend.items, where=where, limit=batch_size, offset=offset)
@@ -631,6 +733,50 @@ class MemCube:
             seen.add(item.user_id)
         return sorted(seen)
 
+    # ------------------------------------------------------------------ interchange (MIP)
+    def _restore(self, records: Sequence[Sequence[MemoryItem]]) -> None:
+        """Write memories with their stored versions verbatim (``records``: per memory, its
+        versions oldest first, current last). Used by :mod:`memcube.interchange`, which
+        validates everything first; the current versions are embedded with this cube's embedder."""
+        self._check_open()
+        with self._lock:
+            old = [v for versions in records for v in versions[:-1]]
+            for start in range(0, len(old), DEFAULT_BATCH_SIZE):
+                self._put_history(old[start : start + DEFAULT_BATCH_SIZE])
+            self._write([versions[-1] for versions in records])
+
+    def export(self, path: str | Path, *, user_id: str | None = None, signing_key: Any = None, **kwargs: Any) -> Any:
+        """Write this cube (or one user's part) to a MIP archive; see
+        :func:`memcube.interchange.export_cube`. Returns an ``ExportReport``."""
+        from memcube.interchange import export_cube
+
+        return export_cube(self, path, user_id=user_id, signing_key=signing_key, **kwargs)
+
+    @classmethod
+    def import_archive(
+        cls,
+        path: str | Path,
+        into: MemCube | str | Path,
+        *,
+        on_conflict: str = "skip",
+        trusted_keys: Any = None,
+        **kwargs: Any,
+    ) -> tuple[MemCube, Any]:
+        """Import a MIP archive (or a MemOS / LangGraph / mem0 export) into ``into`` and return
+        ``(cube, report)``; see :func:`memcube.interchange.import_archive`."""
+        from memcube.interchange import import_archive
+
+        return import_archive(path, into, on_conflict=on_conflict, trusted_keys=trusted_keys, **kwargs)  # type: ignore[arg-type]
+
+    async def aexport(self, path: str | Path, **kwargs: Any) -> Any:
+        """Async :meth:`export`."""
+        return await asyncio.to_thread(self.export, path, **kwargs)
+
+    @classmethod
+    async def aimport_archive(cls, path: str | Path, into: MemCube | str | Path, **kwargs: Any) -> tuple[MemCube, Any]:
+        """Async :meth:`import_archive`."""
+        return await asyncio.to_thread(cls.import_archive, path, into, **kwargs)
+
     # ------------------------------------------------------------------ the OS parts
     def add_messages(
         self,
@@ -641,14 +787,16 @@ class MemCube:
         session_id: str | None = None,
         timestamp: datetime | None = None,
         extractor: Any = None,
+        roles: Sequence[str] | None = None,
     ) -> list[MemoryItem]:
         """Read a conversation into memories through the reader and store them.
 
         ``messages`` may be LangChain messages, LlamaIndex ``ChatMessage`` objects or
         ``{"role": ..., "content": ...}`` dicts. A message's own time wins over ``timestamp``,
-        which defaults to now.
+        which defaults to now. ``roles`` names the speakers whose turns are remembered
+        (normalized roles such as ``"user"``, ``"assistant"``; default: the reader's).
         """
-        from memcube.reader import read_messages
+        from memcube.reader import REMEMBERED_ROLES, read_messages
 
         self._check_open()
         check_scope_id(user_id, "user_id", required=True)
@@ -659,6 +807,7 @@ class MemCube:
             session_id=session_id,
             timestamp=timestamp,
             extractor=extractor,
+            roles=REMEMBERED_ROLES if roles is None else tuple(roles),
         )
         return self.add_many(items, progress=False)
 
@@ -670,6 +819,17 @@ class MemCube:
         from memcube.scheduler import working_memory
 
         return working_memory(self, query, user_id=user_id, token_budget=token_budget, **kwargs)
+
+    def activation_set(self, user_id: str, *, token_budget: int | None = None, **kwargs: Any) -> list[MemoryItem]:
+        """The user's stable memory block for a KV-cache prefix: their profile, fact and
+        preference memories plus those promoted for frequent use, within ``token_budget`` tokens,
+        in a stable order (``created_at``, then ``id``) that changes only when the set changes.
+        Policy: :mod:`memcube.scheduler` (:func:`~memcube.scheduler.activation_set`)."""
+        from memcube.scheduler import activation_set
+
+        self._check_open()
+        check_scope_id(user_id, "user_id", required=True)
+        return activation_set(self, user_id, token_budget=token_budget, **kwargs)
 
     def render(self, items: Sequence[MemoryItem], **kwargs: Any) -> str:
         """Render memories as a prompt block (see :func:`memcube.prompting.render_memories`)."""
@@ -705,6 +865,9 @@ class MemCube:
                 item = item.model_copy(
                     update={"access_count": item.access_count + n, "last_accessed_at": last}
                 )
+                # Scheduler policy: items used often move into activation memory.
+                if should_promote(item, self.scheduler_config, last):
+                    item = item.model_copy(update={"state": LifecycleState.ACTIVATED})
                 ids.append(i)
                 metas.append(item_to_metadata(item))
             self.backend.update_metadata(self.backend.items, ids, metas)
@@ -745,6 +908,10 @@ class MemCube:
     async def aworking_memory(self, query: str, **kwargs: Any) -> list[MemoryItem]:
         """Async :meth:`working_memory`."""
         return await asyncio.to_thread(self.working_memory, query, **kwargs)
+
+    async def aactivation_set(self, user_id: str, **kwargs: Any) -> list[MemoryItem]:
+        """Async :meth:`activation_set`."""
+        return await asyncio.to_thread(self.activation_set, user_id, **kwargs)
 
     async def acount(self, **kwargs: Any) -> int:
         """Async :meth:`count`."""
