@@ -34,6 +34,8 @@ from memcube.errors import (
     UnsupportedVersionError,
     VersionNotFoundError,
 )
+from memcube.extractors import LLMExtractor
+from memcube.governance import AuditConfig, AuditEntry, Grant
 from memcube.items import (
     MAX_CONTENT_CHARS,
     LifecycleState,
@@ -42,6 +44,7 @@ from memcube.items import (
     Provenance,
     SearchHit,
 )
+from memcube.lifecycle import LifecycleConfig
 from memcube.plaintext.embedder import (
     Embedder,
     SentenceTransformerEmbedder,
@@ -50,10 +53,21 @@ from memcube.plaintext.embedder import (
 )
 from memcube.plaintext.retrieval import RetrievalConfig
 from memcube.prompting import render_memories
+from memcube.reader import ReadResult
+from memcube.redaction import Redactor
+from memcube.scheduler import SchedulerConfig
 
 __all__ = [
     "MAX_CONTENT_CHARS",
     "AccessDeniedError",
+    "AuditConfig",
+    "AuditEntry",
+    "Grant",
+    "LLMExtractor",
+    "LifecycleConfig",
+    "ReadResult",
+    "Redactor",
+    "SchedulerConfig",
     "BackendUnavailableError",
     "ContentTooLargeError",
     "CorruptManifestError",

@@ -1,4 +1,15 @@
-"""Crash-safe file writes: a reader sees the old file or the new one, never half of either."""
+"""Crash-safe file writes: a reader sees the old file or the new one, never half of either.
+
+Manifests, KV caches and adapter manifests all go through here. ``tests/reliability`` kills a
+process with SIGKILL while it rewrites a file and checks the target is always whole.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> target = pathlib.Path(tempfile.mkdtemp()) / "cube.json"
+    >>> atomic_write_text(target, '{"ok": true}')
+    >>> target.read_text()
+    '{"ok": true}'
+"""
 
 from __future__ import annotations
 
@@ -25,10 +36,13 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """:func:`atomic_write_bytes` of ``text`` encoded as UTF-8."""
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def _fsync_dir(directory: Path) -> None:
+    """Make a rename inside ``directory`` durable (best effort where directories can't be
+    fsynced)."""
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:
@@ -39,3 +53,7 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+#: Public name of :func:`_fsync_dir` (the private name stays for existing callers).
+fsync_dir = _fsync_dir

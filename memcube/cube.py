@@ -13,8 +13,9 @@ from typing import Any
 from filelock import FileLock, Timeout
 from pydantic import ValidationError
 
-from memcube.config import CubeManifest
+from memcube.config import MANIFEST_NAME, CubeManifest
 from memcube.errors import (
+    AccessDeniedError,
     CubeClosedError,
     CubeLockedError,
     EmbedderMismatchError,
@@ -22,6 +23,15 @@ from memcube.errors import (
     InvalidInputError,
     ItemNotFoundError,
     VersionNotFoundError,
+)
+from memcube.governance import (
+    AuditConfig,
+    AuditEntry,
+    AuditLog,
+    Governance,
+    Grant,
+    check_reserved_metadata,
+    reserved_metadata,
 )
 from memcube.items import (
     HIDDEN_STATES,
@@ -33,9 +43,11 @@ from memcube.items import (
     as_utc,
     build_item,
     check_scope_id,
+    is_encodable,
     translate_validation_error,
     utcnow,
 )
+from memcube.lifecycle import LifecycleConfig, plan_batch
 from memcube.plaintext.backend import ChromaBackend
 from memcube.plaintext.embedder import (
     DEFAULT_MODEL_ID,
@@ -51,6 +63,7 @@ from memcube.plaintext.records import (
     ts,
 )
 from memcube.plaintext.retrieval import RetrievalConfig, Retriever
+from memcube.redaction import RedactorLike, make_redactor
 from memcube.scheduler import SchedulerConfig, should_promote
 
 #: Items embedded and written per Chroma call in ``add_many``.
@@ -118,6 +131,10 @@ class MemCube:
         retrieval: RetrievalConfig | None = None,
         lock_timeout: float = 0.0,
         scheduler: SchedulerConfig | None = None,
+        lifecycle: LifecycleConfig | None = None,
+        audit: AuditConfig | None = None,
+        redactor: RedactorLike | bool | None = None,
+        grant_cache_seconds: float = 1.0,
     ) -> MemCube:
         """Create the cube at ``path`` or open the one there.
 
@@ -133,6 +150,14 @@ class MemCube:
             lock_timeout: seconds to wait for another process's write lock on an embedded cube.
             scheduler: working-memory and activation policies (see
                 :class:`~memcube.scheduler.SchedulerConfig`).
+            lifecycle: add-time merge and supersede policies (see
+                :class:`~memcube.lifecycle.LifecycleConfig`).
+            audit: what the audit log records (see :class:`~memcube.governance.AuditConfig`).
+            redactor: opt-in redaction before storage: ``True`` for the default patterns
+                (e-mail, phone and card numbers), a :class:`~memcube.redaction.Redactor`, or a
+                ``str -> str`` callable (see :mod:`memcube.redaction`).
+            grant_cache_seconds: how long sharing grants are cached in this process (grants
+                made by other processes become visible within this time).
 
         Raises:
             CubeLockedError: another process has this embedded cube open.
@@ -158,8 +183,10 @@ class MemCube:
                     "the cube with chroma_url=... from every process."
                 ) from None
             creation_lock = None
+        elif (self.path / MANIFEST_NAME).exists():
+            creation_lock = None  # server mode, existing cube: no lock (the folder may be read-only)
         else:
-            # Server mode: many processes may open this folder at once. The manifest names the
+            # Server mode: many processes may open a new folder at once. The manifest names the
             # server collections, so it is created under a short lock: all of them agree on it.
             creation_lock = FileLock(str(self.path / LOCK_NAME), is_singleton=False)
             try:
@@ -198,6 +225,9 @@ class MemCube:
             self.embedder = emb
             self.backend = ChromaBackend(self.path, chroma_url=chroma_url, prefix=manifest.collection_prefix)
             self.retriever = Retriever(self.backend, emb, retrieval)
+            self.governance = Governance(
+                self.backend, manifest.collection_prefix, grant_cache_seconds=grant_cache_seconds
+            )
         except BaseException:
             if self._file_lock is not None:
                 self._file_lock.release()
@@ -208,6 +238,9 @@ class MemCube:
         self._usage: dict[str, tuple[int, datetime]] = {}
         self._usage_pending = 0
         self.scheduler_config = (scheduler or SchedulerConfig()).validate()
+        self.lifecycle_config = (lifecycle or LifecycleConfig()).validate()
+        self.audit_log = AuditLog(self.backend, audit)
+        self._redact = make_redactor(redactor)
         self._closed = False
         return self
 
@@ -217,7 +250,7 @@ class MemCube:
             return
         with self._lock:
             try:
-                self.flush_usage()
+                self.flush()
             finally:
                 self._closed = True
                 self.backend.close()
@@ -291,6 +324,7 @@ class MemCube:
         batch_size: int = DEFAULT_BATCH_SIZE,
         progress: bool | None = None,
         on_batch: Callable[[list[MemoryItem]], None] | None = None,
+        merge: bool | None = None,
     ) -> list[MemoryItem]:
         """Store many memories with batched embedding.
 
@@ -300,11 +334,23 @@ class MemCube:
         batch is written in one Chroma call: after a crash, every batch whose call returned is
         stored whole. ``on_batch(items)`` is called after each batch is stored (acknowledged), e.g.
         to checkpoint a long import.
+
+        Lifecycle (:mod:`memcube.lifecycle`): facts, preferences and profile memories are merged
+        with exact and near duplicates and supersede older values of the same subject.
+        ``merge=None`` applies this to memories given without an id (dicts), ``True`` to all,
+        ``False`` to none. The returned list holds, per input, the memory it is stored as (the
+        existing one when it was merged, a new version when it superseded one).
         """
         self._check_open()
         if batch_size < 1:
             raise InvalidInputError("batch_size must be at least 1.")
-        prepared = [self._to_item(x, user_id) for x in items]
+        prepared: list[MemoryItem] = []
+        mergeable: list[bool] = []  # only memories added without an id are merged/superseded
+        for x in items:
+            prepared.append(self._to_item(x, user_id))
+            mergeable.append(
+                merge if merge is not None else isinstance(x, dict) and x.get("id") is None
+            )
         ids = [it.id for it in prepared]
         if len(set(ids)) != len(ids):
             raise InvalidInputError("add_many got the same id twice; ids must be unique.")
@@ -314,10 +360,13 @@ class MemCube:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=len(prepared), desc="memcube add", unit="item")
+        stored: list[MemoryItem] = []
         try:
             for start in range(0, len(prepared), batch_size):
-                batch = prepared[start : start + batch_size]
-                self._write(batch)
+                batch = self._store_batch(
+                    prepared[start : start + batch_size], mergeable[start : start + batch_size]
+                )
+                stored.extend(batch)
                 if on_batch is not None:
                     on_batch(batch)
                 if bar is not None:
@@ -325,11 +374,50 @@ class MemCube:
         finally:
             if bar is not None:
                 bar.close()
-        return prepared
+        return stored
+
+    def _store_batch(self, items: list[MemoryItem], mergeable: list[bool]) -> list[MemoryItem]:
+        """Embed a batch, let the lifecycle decide insert / merge / supersede per item
+        (:func:`memcube.lifecycle.plan_batch`), and write it: history first, then the items
+        (one call), then metadata-only merges. Returns the stored memory of each input."""
+        if not items:
+            return []
+        texts = [self.retriever.index_text(it) for it in items]
+        vectors = self.embedder.embed_documents(texts)
+        check_vectors(vectors, self.manifest.embedding_dimension, self.embedder.model_id)
+        with self._lock:
+            plan = plan_batch(self, items, vectors, mergeable, self.lifecycle_config)
+            if plan.history:
+                self._put_history(plan.history)
+            if plan.upserts:
+                self.backend.upsert(
+                    self.backend.items,
+                    [it.id for it, _, _ in plan.upserts],
+                    embeddings=[v for _, v, _ in plan.upserts],
+                    documents=[self.retriever.index_text(it) for it, _, _ in plan.upserts],
+                    metadatas=[item_to_metadata(it, prev) for it, _, prev in plan.upserts],
+                )
+            if plan.metadata_updates:
+                self.backend.update_metadata(
+                    self.backend.items,
+                    [it.id for it, _ in plan.metadata_updates],
+                    [item_to_metadata(it, prev) for it, prev in plan.metadata_updates],
+                )
+            self.retriever.invalidate({it.user_id for it in items})
+        actors = sorted({it.user_id for it in items})
+        for event, ids in plan.events.items():
+            if ids:
+                self.audit_log.record(
+                    "add" if event == "inserted" else event,
+                    actors[0] if len(actors) == 1 else None,
+                    ids,
+                    {"users": actors} if len(actors) > 1 else None,
+                )
+        return plan.results
 
     def _to_item(self, raw: MemoryItem | dict[str, Any], user_id: str | None) -> MemoryItem:
         if isinstance(raw, MemoryItem):
-            return raw
+            return self._redacted(raw)
         if not isinstance(raw, dict):
             raise InvalidInputError(
                 f"add_many takes MemoryItem objects or dicts, got {type(raw).__name__}."
@@ -351,7 +439,22 @@ class MemCube:
             if isinstance(fields["tags"], str) or not isinstance(fields["tags"], (list, tuple)):
                 raise InvalidInputError("tags must be a list of strings.")
             fields["tags"] = list(fields["tags"])
-        return build_item(**fields)
+        if isinstance(fields.get("metadata"), dict):
+            check_reserved_metadata(fields["metadata"])
+        return self._redacted(build_item(**fields))
+
+    def _redacted(self, item: MemoryItem) -> MemoryItem:
+        """Apply the opt-in redaction hook to an item's content (see :mod:`memcube.redaction`)."""
+        if self._redact is None:
+            return item
+        text, counts = self._redact(item.content)
+        if not counts:
+            return item
+        detail = {**item.provenance.detail, "redacted": counts}
+        data = item.model_dump()
+        data.update(content=text, content_hash="")
+        data["provenance"]["detail"] = detail
+        return build_item(**data)
 
     def _write(self, items: Sequence[MemoryItem], previous: Sequence[MemoryItem] | None = None) -> None:
         """Embed and upsert current versions. One Chroma call per batch: all or nothing.
@@ -413,6 +516,7 @@ class MemCube:
         }
         if not changes:
             raise InvalidInputError("update needs at least one field to change.")
+        check_reserved_metadata(metadata)
         return self._new_version(id, changes, user_id=user_id)
 
     def _new_version(
@@ -423,17 +527,33 @@ class MemCube:
         user_id: str | None,
         allow_frozen: bool = False,
         old_state: LifecycleState = LifecycleState.SUPERSEDED,
+        op: str = "update",
     ) -> MemoryItem:
         self._check_open()
         unknown = set(changes) - _UPDATABLE
         if unknown:
             raise InvalidInputError(f"cannot update fields {sorted(unknown)}.")
         with self._lock:
-            current = self.get(id, user_id=user_id)
+            current = self._load(id, user_id)
+            self.governance.check_write(current, user_id)
             if current.state == LifecycleState.FROZEN and not allow_frozen:
                 raise FrozenItemError(
                     f"memory {id} is frozen; call cube.unfreeze({id!r}) before updating it."
                 )
+            changes = dict(changes)
+            if "metadata" in changes:  # shares and feedback votes survive a metadata rewrite
+                md = changes["metadata"]
+                if isinstance(md, dict):
+                    changes["metadata"] = {**md, **reserved_metadata(current)}
+            if self._redact is not None and isinstance(changes.get("content"), str):
+                text, counts = self._redact(changes["content"])
+                if counts:
+                    changes["content"] = text
+                    prov = changes.get("provenance", current.provenance)
+                    prov = prov if isinstance(prov, Provenance) else Provenance.model_validate(prov)
+                    changes["provenance"] = prov.model_copy(
+                        update={"detail": {**prov.detail, "redacted": counts}}
+                    )
             data = current.model_dump()
             data.update(changes)
             data["version"] = current.version + 1
@@ -454,6 +574,7 @@ class MemCube:
                     self.backend.items, [new.id], [item_to_metadata(new, current)]
                 )
                 self.retriever.invalidate({new.user_id})
+        self.audit_log.record(op, user_id, [new.id], {"version": new.version})
         return new
 
     def _put_history(self, items: Sequence[MemoryItem]) -> None:
@@ -473,11 +594,13 @@ class MemCube:
         ``hard=True`` (the item and every stored version are removed)."""
         self._check_open()
         with self._lock:
-            item = self.get(id, user_id=user_id, include_archived=True)
+            item = self._load(id, user_id)
+            self.governance.check_write(item, user_id)
             if hard:
                 self.backend.delete(self.backend.history, where={"item_id": item.id})
                 self.backend.delete(self.backend.items, ids=[item.id])
                 self.retriever.invalidate({item.user_id})
+                self.audit_log.record("hard_delete", user_id, [item.id], {"owner": item.user_id})
             elif item.state != LifecycleState.ARCHIVED:
                 self._new_version(
                     id,
@@ -485,6 +608,7 @@ class MemCube:
                     user_id=user_id,
                     allow_frozen=True,
                     old_state=item.state,
+                    op="delete",
                 )
 
     @staticmethod
@@ -529,12 +653,278 @@ class MemCube:
                 raise ItemNotFoundError(f"no memories {missing} for user {user_id!r}.")
             if not found:
                 return []
+            for it in found:
+                self.governance.check_write(it, user_id)
             updated = [it.model_copy(update={"expires_at": when}) for it in found]
             self.backend.update_metadata(
                 self.backend.items, [it.id for it in updated], [item_to_metadata(it) for it in updated]
             )
-            self.retriever.invalidate({user_id})
+            self.retriever.invalidate({it.user_id for it in updated})
+        self.audit_log.record(
+            "set_expiry", user_id, [it.id for it in updated], {"expires_at": when}
+        )
         return updated
+
+    # ------------------------------------------------------------------ lifecycle operations
+    def _set_in_place(
+        self, items: Sequence[tuple[MemoryItem, MemoryItem]], op: str, user_id: str | None, **detail: Any
+    ) -> None:
+        """Rewrite ``(new, old)`` records in place (bookkeeping, no new version) and audit it."""
+        if not items:
+            return
+        with self._lock:
+            self.backend.update_metadata(
+                self.backend.items,
+                [new.id for new, _ in items],
+                [item_to_metadata(new, old) for new, old in items],
+            )
+            self.retriever.invalidate({new.user_id for new, _ in items})
+        self.audit_log.record(op, user_id, [new.id for new, _ in items], detail or None)
+
+    def rollback(self, id: str, version: int, *, user_id: str | None = None) -> MemoryItem:
+        """Make an earlier version current again, as a new version (the version rolled back
+        from stays in :meth:`history`). Shares and feedback votes of the current version are kept.
+
+        Raises:
+            VersionNotFoundError: the memory has no such version.
+            FrozenItemError: the memory is frozen.
+            AccessDeniedError: ``user_id`` may only read it.
+        """
+        self._check_open()
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise InvalidInputError(f"version must be an integer, got {version!r}.")
+        with self._lock:
+            current = self._load(id, user_id)
+            self.governance.check_write(current, user_id)
+            if version == current.version:
+                raise InvalidInputError(f"memory {id!r} is already at version {version}.")
+            target = self.get_version(id, version, user_id=user_id)
+            state = target.state
+            if state in HIDDEN_STATES or state == LifecycleState.FROZEN:
+                state = LifecycleState.GENERATED
+            prov = target.provenance.model_copy(
+                update={"detail": {**target.provenance.detail, "rolled_back_from": current.version}}
+            )
+            changes = {
+                "content": target.content,
+                "metadata": {k: v for k, v in target.metadata.items() if not k.startswith("_mc_")},
+                "tags": list(target.tags),
+                "importance": target.importance,
+                "memory_type": target.memory_type,
+                "event_time": target.event_time,
+                "expires_at": target.expires_at,
+                "state": state,
+                "agent_id": target.agent_id,
+                "session_id": target.session_id,
+                "provenance": prov,
+            }
+            return self._new_version(id, changes, user_id=user_id, op="rollback")
+
+    def freeze(self, id: str, *, user_id: str | None = None) -> MemoryItem:
+        """Pin a memory: it refuses updates (and is never superseded) until :meth:`unfreeze`.
+        A state change in place, not a new version; audited."""
+        with self._lock:
+            item = self._load(id, user_id)
+            self.governance.check_write(item, user_id)
+            if item.state == LifecycleState.FROZEN:
+                return item
+            if item.state in HIDDEN_STATES:
+                raise InvalidInputError(f"memory {id!r} is {item.state.value}; only live memories freeze.")
+            detail = {**item.provenance.detail, "state_before_freeze": item.state.value}
+            new = item.model_copy(
+                update={
+                    "state": LifecycleState.FROZEN,
+                    "provenance": item.provenance.model_copy(update={"detail": detail}),
+                }
+            )
+            self._set_in_place([(new, item)], "freeze", user_id)
+        return new
+
+    def unfreeze(self, id: str, *, user_id: str | None = None) -> MemoryItem:
+        """Undo :meth:`freeze`: the memory returns to the state it had before."""
+        with self._lock:
+            item = self._load(id, user_id)
+            self.governance.check_write(item, user_id)
+            if item.state != LifecycleState.FROZEN:
+                return item
+            detail = dict(item.provenance.detail)
+            before = detail.pop("state_before_freeze", LifecycleState.GENERATED.value)
+            new = item.model_copy(
+                update={
+                    "state": LifecycleState(before),
+                    "provenance": item.provenance.model_copy(update={"detail": detail}),
+                }
+            )
+            self._set_in_place([(new, item)], "unfreeze", user_id)
+        return new
+
+    def feedback(self, id: str, *, useful: bool, user_id: str | None = None) -> MemoryItem:
+        """Tell the scheduler whether a memory helped. A vote moves ``importance`` by
+        ``SchedulerConfig.feedback_step`` and counts as ``feedback_uses`` accesses (plus or minus)
+        in the usage signal, so future working memory and activation follow it. Needs write
+        access (it changes the memory's ranking for its owner)."""
+        from memcube.scheduler import NOT_USEFUL_KEY, USEFUL_KEY, demoted_state, is_cold
+
+        if not isinstance(useful, bool):
+            raise InvalidInputError("feedback(useful=...) takes True or False.")
+        cfg = self.scheduler_config
+        with self._lock:
+            self.flush_usage()
+            item = self._load(id, user_id)
+            self.governance.check_write(item, user_id)
+            key = USEFUL_KEY if useful else NOT_USEFUL_KEY
+            md = {**item.metadata, key: int(item.metadata.get(key, 0) or 0) + 1}
+            step = cfg.feedback_step if useful else -cfg.feedback_step
+            importance = min(1.0, max(0.0, item.importance + step))
+            new = item.model_copy(update={"metadata": md, "importance": importance})
+            now = utcnow()
+            if new.state == LifecycleState.ACTIVATED and is_cold(new, cfg, now):
+                new = new.model_copy(update={"state": demoted_state(new)})
+            elif should_promote(new, cfg, now):
+                new = new.model_copy(update={"state": LifecycleState.ACTIVATED})
+            self._set_in_place([(new, item)], "feedback", user_id, useful=useful)
+        return new
+
+    def maintain(self, *, user_id: str | None = None) -> dict[str, list[str]]:
+        """Run the time-based policies: memories whose TTL ran out become ``expired`` (hidden,
+        kept), and activated memories that went cold are demoted. Returns the ids per action.
+        Safe to run at any time (e.g. from a periodic job)."""
+        from memcube.scheduler import demoted_state, is_cold
+
+        self._check_open()
+        check_scope_id(user_id, "user_id")
+        self.flush_usage()
+        now = utcnow()
+        cfg = self.scheduler_config
+        expired: list[tuple[MemoryItem, MemoryItem]] = []
+        demoted: list[tuple[MemoryItem, MemoryItem]] = []
+        scope = [{"live_user_id": user_id}] if user_id is not None else [{"live": True}]
+        due = and_(*scope, {"expires_ts": {"$lte": now.timestamp()}})
+        for md in self.backend.get(self.backend.items, where=due)["metadatas"]:
+            it = metadata_to_item(md)
+            if it.state != LifecycleState.FROZEN:
+                expired.append((it.model_copy(update={"state": LifecycleState.EXPIRED}), it))
+        active = and_(*scope, {"state": LifecycleState.ACTIVATED.value})
+        for md in self.backend.get(self.backend.items, where=active)["metadatas"]:
+            it = metadata_to_item(md)
+            if is_cold(it, cfg, now) and not it.is_expired:
+                demoted.append((it.model_copy(update={"state": demoted_state(it)}), it))
+        self._set_in_place(expired, "expire", user_id)
+        self._set_in_place(demoted, "demote", user_id)
+        return {"expired": [n.id for n, _ in expired], "demoted": [n.id for n, _ in demoted]}
+
+    # ------------------------------------------------------------------ governance
+    def share(
+        self,
+        owner: str,
+        with_user: str,
+        *,
+        ids: Sequence[str] | None = None,
+        access: str = "read",
+        user_id: str | None = None,
+    ) -> list[Grant]:
+        """Share memories of ``owner`` with ``with_user``: the given ``ids``, or with
+        ``ids=None`` every memory of ``owner`` in this cube (present and future). ``access`` is
+        ``"read"`` or ``"write"``. ``user_id`` is who asks (the owner, or ``None`` for the
+        application). Sharing again changes the access. See :mod:`memcube.governance`."""
+        from memcube.governance import Access, share_key
+
+        self._check_open()
+        check_scope_id(owner, "owner", required=True)
+        check_scope_id(with_user, "with_user", required=True)
+        check_scope_id(user_id, "user_id")
+        if user_id is not None and user_id != owner:
+            raise AccessDeniedError(f"only {owner!r} (or the application) may share their memories.")
+        if with_user == owner:
+            raise InvalidInputError("a user cannot share memories with themselves.")
+        try:
+            acc = Access(access)
+        except ValueError:
+            raise InvalidInputError(f"access must be 'read' or 'write', got {access!r}.") from None
+        if ids is None:
+            grants = [Grant(owner=owner, grantee=with_user, access=acc)]
+            self.governance.put_grants(grants)
+            self.audit_log.record("share", user_id, (), {"owner": owner, "with": with_user, "access": acc.value, "scope": "cube"})
+            return grants
+        wanted = list(dict.fromkeys(ids))
+        with self._lock:
+            res = self.backend.get(self.backend.items, ids=wanted)
+            found = {i: metadata_to_item(md) for i, md in zip(res["ids"], res["metadatas"])}
+            missing = [i for i in wanted if i not in found or found[i].user_id != owner]
+            if missing:
+                raise ItemNotFoundError(f"no memories {missing} owned by {owner!r}; nothing was shared.")
+            grants = [Grant(owner=owner, grantee=with_user, access=acc, item_id=i) for i in wanted]
+            self.governance.put_grants(grants)
+            changed = []
+            for i in wanted:
+                it = found[i]
+                md = {**it.metadata, share_key(with_user): acc.value}
+                changed.append((it.model_copy(update={"metadata": md}), it))
+            self._set_in_place(changed, "share", user_id, owner=owner, with_user=with_user, access=acc.value)
+        return grants
+
+    def unshare(
+        self,
+        owner: str,
+        with_user: str,
+        *,
+        ids: Sequence[str] | None = None,
+        user_id: str | None = None,
+    ) -> int:
+        """Revoke shares of ``owner`` to ``with_user``: the given items, or with ``ids=None``
+        the whole-cube grant and every per-item grant. Returns how many grants were removed."""
+        from memcube.governance import share_key
+
+        self._check_open()
+        check_scope_id(owner, "owner", required=True)
+        check_scope_id(with_user, "with_user", required=True)
+        if user_id is not None and user_id != owner:
+            raise AccessDeniedError(f"only {owner!r} (or the application) may unshare their memories.")
+        existing = self.governance.grants(owner=owner, grantee=with_user)
+        if ids is not None:
+            wanted = set(ids)
+            existing = [g for g in existing if g.item_id in wanted]
+        item_ids = [g.item_id for g in existing if g.item_id]
+        with self._lock:
+            res = self.backend.get(self.backend.items, ids=item_ids) if item_ids else {"ids": [], "metadatas": []}
+            changed = []
+            for md in res["metadatas"]:
+                it = metadata_to_item(md)
+                meta = {k: v for k, v in it.metadata.items() if k != share_key(with_user)}
+                changed.append((it.model_copy(update={"metadata": meta}), it))
+            self._set_in_place(changed, "unshare", user_id, owner=owner, with_user=with_user)
+            self.governance.delete_grants(existing)
+        if not changed:
+            self.audit_log.record("unshare", user_id, (), {"owner": owner, "with_user": with_user})
+        return len(existing)
+
+    def shares(self, *, owner: str | None = None, with_user: str | None = None) -> list[Grant]:
+        """The grants in force (of one owner and/or to one user)."""
+        self._check_open()
+        return self.governance.grants(owner=owner, grantee=with_user)
+
+    def audit(
+        self,
+        *,
+        actor: str | None = None,
+        op: str | Sequence[str] | None = None,
+        item_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[AuditEntry]:
+        """Query the audit log: entries matching every given condition, oldest first (the
+        newest ``limit`` of them). ``actor`` is a user id, or ``"*"`` for calls made without one.
+        An administrative API: it is not scoped to a user."""
+        self._check_open()
+        return self.audit_log.query(
+            actor=actor, op=op, item_id=item_id, since=since, until=until, limit=limit
+        )
+
+    def flush(self) -> None:
+        """Write buffered usage counts and audit entries."""
+        self.flush_usage()
+        self.audit_log.flush()
 
     # ------------------------------------------------------------------ reads
     def get(self, id: str, *, user_id: str | None = None, include_archived: bool = True) -> MemoryItem:
@@ -542,6 +932,15 @@ class MemCube:
 
         With ``user_id`` the read is scoped: another user's memory is reported as not found.
         """
+        item = self._load(id, user_id)
+        if not include_archived and item.state in HIDDEN_STATES:
+            raise ItemNotFoundError(f"memory {id!r} is {item.state.value}.")
+        self.audit_log.record("get", user_id, [id], read=True)
+        return item
+
+    def _load(self, id: str, user_id: str | None) -> MemoryItem:
+        """The current version of ``id`` if ``user_id`` may read it (governance), else
+        ItemNotFoundError. Not audited: callers record their own operation."""
         self._check_open()
         if not isinstance(id, str) or not id:
             raise InvalidInputError(f"memory ids are non-empty strings, got {id!r}.")
@@ -550,10 +949,8 @@ class MemCube:
         if not res["ids"]:
             raise ItemNotFoundError(f"no memory with id {id!r}.")
         item = metadata_to_item(res["metadatas"][0])
-        if user_id is not None and item.user_id != user_id:
+        if not self.governance.can_read(item, user_id):
             raise ItemNotFoundError(f"no memory with id {id!r} for user {user_id!r}.")
-        if not include_archived and item.state in HIDDEN_STATES:
-            raise ItemNotFoundError(f"memory {id!r} is {item.state.value}.")
         return item
 
     def get_many(self, ids: Sequence[str], *, user_id: str | None = None) -> list[MemoryItem]:
@@ -564,13 +961,14 @@ class MemCube:
             return []
         res = self.backend.get(self.backend.items, ids=list(ids))
         found = {i: metadata_to_item(md) for i, md in zip(res["ids"], res["metadatas"])}
-        return [
-            found[i] for i in ids if i in found and (user_id is None or found[i].user_id == user_id)
-        ]
+        out = [found[i] for i in ids if i in found and self.governance.can_read(found[i], user_id)]
+        self.audit_log.record("get_many", user_id, [it.id for it in out], read=True)
+        return out
 
     def history(self, id: str, *, user_id: str | None = None) -> list[MemoryItem]:
         """Every version of a memory, oldest first, ending with the current one."""
-        current = self.get(id, user_id=user_id)
+        current = self._load(id, user_id)
+        self.audit_log.record("history", user_id, [id], read=True)
         res = self.backend.get(self.backend.history, where={"item_id": id})
         old = [metadata_to_item(md) for md in res["metadatas"]]
         versions = {it.version: it for it in old if it.version < current.version}
@@ -594,6 +992,7 @@ class MemCube:
         time_range: tuple[datetime | None, datetime | None] | None = None,
         include_archived: bool = False,
         check_expiry: bool = True,
+        include_shared: bool = False,
     ) -> dict[str, Any] | None:
         """The Chroma ``where`` for a read. With ``check_expiry=False`` expired items are not
         excluded here and the caller must drop them (search does, which keeps its filter cheap)."""
@@ -601,7 +1000,12 @@ class MemCube:
         check_scope_id(session_id, "session_id")
         clauses: list[dict[str, Any] | None] = []
         if user_id is not None:
-            clauses.append({("user_id" if include_archived else "live_user_id"): {"$eq": user_id}})
+            # Governance decides what the user may read (own memories, plus shared ones).
+            clauses.append(
+                self.governance.scope_clause(
+                    user_id, include_archived=include_archived, include_shared=include_shared
+                )
+            )
         elif not include_archived:
             clauses.append({"live": {"$eq": True}})
         if agent_id is not None:
@@ -641,6 +1045,7 @@ class MemCube:
         time_range: tuple[datetime | None, datetime | None] | None = None,
         include_archived: bool = False,
         count_usage: bool = True,
+        include_shared: bool = True,
     ) -> list[SearchHit]:
         """The ``k`` memories of ``user_id`` that best match ``query``, best first.
 
@@ -654,11 +1059,12 @@ class MemCube:
             include_archived: also return archived, superseded and expired memories.
             count_usage: count the hits as accessed (usage signal of the scheduler). The
                 scheduler passes ``False`` and counts only the memories it selects.
+            include_shared: also search memories other users shared with ``user_id``.
         """
         self._check_open()
         check_scope_id(user_id, "user_id", required=True)
-        if not isinstance(query, str) or not query.strip():
-            raise InvalidInputError("search needs a non-empty query string.")
+        if not isinstance(query, str) or not query.strip() or not is_encodable(query):
+            raise InvalidInputError("search needs a non-empty query string of valid Unicode text.")
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise InvalidInputError(f"k must be a positive integer, got {k!r}.")
         where = self._where(
@@ -671,6 +1077,7 @@ class MemCube:
             time_range=time_range,
             include_archived=include_archived,
             check_expiry=False,
+            include_shared=include_shared,
         )
         hits = self.retriever.search(query, where=where, k=k)
         if not include_archived:
@@ -686,6 +1093,14 @@ class MemCube:
                 hits = self.retriever.search(query, where=where, k=want)
         if count_usage:
             self._record_usage([h.item.id for h in hits])
+        cfg = self.audit_log.config
+        self.audit_log.record(
+            "search",
+            user_id,
+            [h.item.id for h in hits],
+            {"query": query[: cfg.max_query_chars]} if cfg.max_query_chars else None,
+            read=True,
+        )
         return hits
 
     def items(
@@ -696,14 +1111,21 @@ class MemCube:
         filters: dict[str, Any] | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         tags: Sequence[str] | None = None,
+        include_shared: bool = False,
     ) -> Iterator[MemoryItem]:
         """Iterate over a user's memories (every user's with ``user_id=None``), oldest id first.
-        ``tags`` keeps only memories carrying every one of these tags."""
+        ``tags`` keeps only memories carrying every one of these tags; ``include_shared`` adds
+        the memories other users shared with ``user_id``."""
         self._check_open()
         check_scope_id(user_id, "user_id")
         where = self._where(
-            user_id=user_id, filters=filters, tags=tags, include_archived=include_archived
+            user_id=user_id,
+            filters=filters,
+            tags=tags,
+            include_archived=include_archived,
+            include_shared=include_shared,
         )
+        self.audit_log.record("items", user_id, (), read=True)
         offset = 0
         while True:
             res = self.backend.get(self.backend.items, where=where, limit=batch_size, offset=offset)
@@ -716,13 +1138,18 @@ class MemCube:
     def __iter__(self) -> Iterator[MemoryItem]:
         return self.items(user_id=None)
 
-    def count(self, *, user_id: str | None = None, include_archived: bool = False) -> int:
-        """How many memories there are (for one user, or in the whole cube)."""
+    def count(
+        self, *, user_id: str | None = None, include_archived: bool = False, include_shared: bool = False
+    ) -> int:
+        """How many memories there are (for one user, or in the whole cube); ``include_shared``
+        also counts those other users shared with ``user_id``."""
         self._check_open()
         check_scope_id(user_id, "user_id")
         if user_id is None and include_archived:
             return self.backend.count(self.backend.items)
-        where = self._where(user_id=user_id, include_archived=include_archived)
+        where = self._where(
+            user_id=user_id, include_archived=include_archived, include_shared=include_shared
+        )
         return len(self.backend.get(self.backend.items, where=where, include=())["ids"])
 
     def user_ids(self) -> list[str]:
@@ -734,16 +1161,20 @@ class MemCube:
         return sorted(seen)
 
     # ------------------------------------------------------------------ interchange (MIP)
-    def _restore(self, records: Sequence[Sequence[MemoryItem]]) -> None:
+    def _restore(self, records: Sequence[Sequence[MemoryItem]], *, detail: dict[str, Any] | None = None) -> None:
         """Write memories with their stored versions verbatim (``records``: per memory, its
         versions oldest first, current last). Used by :mod:`memcube.interchange`, which
-        validates everything first; the current versions are embedded with this cube's embedder."""
+        validates everything first; the current versions are embedded with this cube's embedder.
+        The write is recorded in the audit log as ``import``."""
         self._check_open()
         with self._lock:
             old = [v for versions in records for v in versions[:-1]]
             for start in range(0, len(old), DEFAULT_BATCH_SIZE):
                 self._put_history(old[start : start + DEFAULT_BATCH_SIZE])
             self._write([versions[-1] for versions in records])
+        audit = getattr(self, "audit_log", None)
+        if audit is not None and records:
+            audit.record("import", None, [versions[-1].id for versions in records], detail)
 
     def export(self, path: str | Path, *, user_id: str | None = None, signing_key: Any = None, **kwargs: Any) -> Any:
         """Write this cube (or one user's part) to a MIP archive; see
@@ -788,6 +1219,7 @@ class MemCube:
         timestamp: datetime | None = None,
         extractor: Any = None,
         roles: Sequence[str] | None = None,
+        fact_roles: Sequence[str] | None = None,
     ) -> list[MemoryItem]:
         """Read a conversation into memories through the reader and store them.
 
@@ -795,8 +1227,14 @@ class MemCube:
         ``{"role": ..., "content": ...}`` dicts. A message's own time wins over ``timestamp``,
         which defaults to now. ``roles`` names the speakers whose turns are remembered
         (normalized roles such as ``"user"``, ``"assistant"``; default: the reader's).
+        ``fact_roles`` names those whose first-person statements become facts (default: user).
+        ``extractor``: ``None`` (rules, no model), ``"turns"`` (turns only), a chat model or
+        :class:`~memcube.extractors.LLMExtractor`, or a callable (see :mod:`memcube.reader`).
+
+        Returns a :class:`~memcube.reader.ReadResult`: the stored memories (a list) with
+        ``.problems``, what the extractor could not use (the raw turns are stored regardless).
         """
-        from memcube.reader import REMEMBERED_ROLES, read_messages
+        from memcube.reader import FACT_ROLES, REMEMBERED_ROLES, ReadResult, read_messages
 
         self._check_open()
         check_scope_id(user_id, "user_id", required=True)
@@ -808,8 +1246,17 @@ class MemCube:
             timestamp=timestamp,
             extractor=extractor,
             roles=REMEMBERED_ROLES if roles is None else tuple(roles),
+            fact_roles=FACT_ROLES if fact_roles is None else tuple(fact_roles),
         )
-        return self.add_many(items, progress=False)
+        stored = self.add_many(items, progress=False, merge=True)
+        for p in items.problems:
+            self.audit_log.record(
+                "extraction_problem",
+                user_id,
+                [it.id for it in stored if set(it.provenance.message_ids) & set(p.message_ids)],
+                {"extractor": p.extractor, "message": p.message},
+            )
+        return ReadResult(stored, items.problems)
 
     def working_memory(
         self, query: str, *, user_id: str, token_budget: int = 512, **kwargs: Any
@@ -836,6 +1283,18 @@ class MemCube:
         from memcube.prompting import render_memories
 
         return render_memories(items, **kwargs)
+
+    @property
+    def parametric(self) -> Any:
+        """Parametric memory: this cube's LoRA adapters (a
+        :class:`memcube.parametric.ParametricMemory`, created on first use)."""
+        self._check_open()
+        pm = self.__dict__.get("_parametric")
+        if pm is None:
+            from memcube.parametric.memory import ParametricMemory
+
+            pm = self.__dict__["_parametric"] = ParametricMemory(self)
+        return pm
 
     # ------------------------------------------------------------------ usage accounting
     def _record_usage(self, ids: Sequence[str]) -> None:
@@ -892,6 +1351,10 @@ class MemCube:
     async def adelete(self, id: str, **kwargs: Any) -> None:
         """Async :meth:`delete`."""
         await asyncio.to_thread(self.delete, id, **kwargs)
+
+    async def aset_expiry(self, ids: Sequence[str], **kwargs: Any) -> list[MemoryItem]:
+        """Async :meth:`set_expiry`."""
+        return await asyncio.to_thread(self.set_expiry, list(ids), **kwargs)
 
     async def ahistory(self, id: str, **kwargs: Any) -> list[MemoryItem]:
         """Async :meth:`history`."""

@@ -86,3 +86,45 @@ class ModelMismatchError(MemCubeError):
 
 class ExtractionError(MemCubeError):
     """A memory extractor produced output that could not be used (the raw turn is still kept)."""
+
+
+class ArchiveError(MemCubeError):
+    """An interchange archive (or a foreign memory export) was refused; nothing was written."""
+
+
+class MalformedArchiveError(ArchiveError, ValueError):
+    """The archive is not a readable MIP archive: bad tar/gzip, bad manifest, malformed JSONL."""
+
+
+class UnsafeArchiveError(ArchiveError):
+    """A member would escape the target (absolute path, ``..``), or is a link or device."""
+
+
+class UnexpectedMemberError(ArchiveError):
+    """The archive holds a member the protocol does not allow, a duplicate, or one the manifest
+    does not list."""
+
+
+class ArchiveTooLargeError(ArchiveError):
+    """A member, or the archive as a whole, exceeds the import size limits."""
+
+
+class ChecksumMismatchError(ArchiveError):
+    """A member's SHA-256 or size differs from the manifest: the archive was altered."""
+
+
+class SignatureError(ArchiveError):
+    """The archive's Ed25519 signature is missing, from an untrusted key, or does not verify."""
+
+
+class UnsupportedArchiveVersionError(ArchiveError, UnsupportedVersionError):
+    """The archive was written with a newer, incompatible MIP major version."""
+
+
+class ForeignFormatError(MalformedArchiveError):
+    """A MemOS, LangGraph or mem0 export did not have the expected shape."""
+
+
+class BackendError(MemCubeError):
+    """Chroma refused or failed an operation for a reason other than being unreachable (the
+    message carries Chroma's own). Nothing acknowledged before it is affected."""

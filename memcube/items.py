@@ -77,6 +77,15 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
+def is_encodable(text: str) -> bool:
+    """False for strings that cannot be stored as UTF-8 (lone surrogates such as ``"\\ud800"``)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_scope_id(value: str | None, what: str, *, required: bool = False) -> str | None:
     """Validate a user/agent/session id. Returns it unchanged or raises InvalidUserIdError."""
     if value is None:
@@ -91,12 +100,16 @@ def check_scope_id(value: str | None, what: str, *, required: bool = False) -> s
         raise InvalidUserIdError(f"{what} is {len(value)} characters; the limit is {MAX_ID_CHARS}.")
     if any(ord(c) < 32 or ord(c) == 127 for c in value):
         raise InvalidUserIdError(f"{what} must not contain control characters.")
+    if not is_encodable(value):
+        raise InvalidUserIdError(f"{what} contains a lone surrogate and is not valid Unicode text.")
     return value
 
 
 def _check_json_value(value: Any, path: str, depth: int) -> None:
     if depth > MAX_METADATA_DEPTH:
         raise InvalidMetadataError(f"metadata is nested deeper than {MAX_METADATA_DEPTH} at {path!r}.")
+    if isinstance(value, str) and not is_encodable(value):
+        raise InvalidMetadataError(f"metadata value at {path!r} is not valid Unicode text.")
     if value is None or isinstance(value, (bool, str, int)):
         return
     if isinstance(value, float):
@@ -109,8 +122,8 @@ def _check_json_value(value: Any, path: str, depth: int) -> None:
         return
     if isinstance(value, dict):
         for k, v in value.items():
-            if not isinstance(k, str):
-                raise InvalidMetadataError(f"metadata keys must be strings; got {k!r} at {path!r}.")
+            if not isinstance(k, str) or not is_encodable(k):
+                raise InvalidMetadataError(f"metadata keys must be valid Unicode strings; got {k!r} at {path!r}.")
             _check_json_value(v, f"{path}.{k}", depth + 1)
         return
     raise InvalidMetadataError(
@@ -203,8 +216,10 @@ class MemoryItem(BaseModel):
     @classmethod
     def _tags(cls, v: list[str]) -> list[str]:
         for t in v:
-            if not t or len(t) > MAX_ID_CHARS:
-                raise InvalidMetadataError("tags must be non-empty strings of at most 256 characters.")
+            if not t or len(t) > MAX_ID_CHARS or not is_encodable(t):
+                raise InvalidMetadataError(
+                    "tags must be non-empty Unicode strings of at most 256 characters."
+                )
         return list(dict.fromkeys(v))
 
     @field_validator("metadata")

@@ -1,36 +1,75 @@
 """The reader: turns conversations into memories.
 
-The default extractor needs no LLM: every user and assistant turn is kept as an episodic memory
-with its speaker, time and message id.
+The default extractor (:func:`default_extractor`) needs no LLM: every remembered turn (the user's
+and the assistant's, by default) is kept as an ``episodic`` memory with its speaker, time and
+message id, and first-person statements in the user's turns ("I moved to Berlin", "I'm allergic
+to nuts", "I prefer tea") also become ``fact`` / ``preference`` / ``profile`` memories (see
+:mod:`memcube.extractors`). Pass ``extractor=LLMExtractor(model)`` to use a language model.
+
+Times: a message's own time (``timestamp`` in a dict, LangChain ``additional_kwargs`` /
+``response_metadata``, LlamaIndex ``additional_kwargs``) wins over the ``timestamp`` argument,
+which defaults to now. A turn's ``event_time`` is when it was said; a date the turn mentions
+("last Friday") is resolved against that time and kept in ``metadata["mentions_time"]``, and an
+extracted fact's ``event_time`` is that resolved date.
+
+Problems (malformed LLM output, a failing model) never lose a turn: the raw turns are stored,
+each problem is logged as a warning, recorded in the affected memories' provenance
+(``provenance.detail["extraction_problem"]``) and in the audit log, and returned in
+:attr:`ReadResult.problems`.
 """
 
 from __future__ import annotations
 
+import inspect
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+from memcube.dates import find_dates
+from memcube.extractors import ExtractionProblem, LLMExtractor, rule_facts
 from memcube.items import MemoryItem, MemoryType, Provenance, as_utc, build_item, utcnow
 from memcube.messages import Turn, to_turn
 
+log = logging.getLogger(__name__)
+
 #: Roles whose turns are remembered by default.
 REMEMBERED_ROLES = ("user", "assistant")
+#: Roles whose first-person statements become facts and preferences, by default.
+FACT_ROLES = ("user",)
 
 Extractor = Callable[[Sequence[Turn], dict[str, Any]], list[dict[str, Any]]]
 
 
+class ReadResult(list[MemoryItem]):
+    """The memories a read produced (a plain list), plus :attr:`problems`: what the extractor
+    could not use (the raw turns were stored regardless)."""
+
+    problems: list[ExtractionProblem]
+
+    def __init__(self, items: Iterable[MemoryItem] = (), problems: Iterable[ExtractionProblem] = ()):
+        super().__init__(items)
+        self.problems = list(problems)
+
+
 def turn_memories(turns: Sequence[Turn], context: dict[str, Any]) -> list[dict[str, Any]]:
-    """Default extractor: one episodic memory per remembered turn."""
+    """One episodic memory per remembered turn."""
     out = []
     for turn in turns:
         if turn.role not in context.get("roles", REMEMBERED_ROLES) or not turn.content.strip():
             continue
+        when = turn.timestamp or context["timestamp"]
+        md: dict[str, Any] = {"role": turn.role, **({"speaker": turn.name} if turn.name else {})}
+        dates = find_dates(turn.content, when)
+        if dates:
+            md["mentions_time"] = dates[0].when.isoformat()
+            md["mentions_phrase"] = dates[0].phrase
         out.append(
             {
                 "content": turn.content,
                 "memory_type": MemoryType.EPISODIC,
-                "event_time": turn.timestamp or context["timestamp"],
-                "metadata": {"role": turn.role, **({"speaker": turn.name} if turn.name else {})},
+                "event_time": when,
+                "metadata": md,
                 "provenance": Provenance(
                     source="message",
                     extractor="turns",
@@ -41,6 +80,40 @@ def turn_memories(turns: Sequence[Turn], context: dict[str, Any]) -> list[dict[s
     return out
 
 
+def default_extractor(turns: Sequence[Turn], context: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every remembered turn as an episodic memory, plus first-person facts and preferences."""
+    return turn_memories(turns, context) + rule_facts(turns, context)
+
+
+def _positional_arity(fn: Any) -> int | None:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind == p.VAR_POSITIONAL for p in params):
+        return None
+    return sum(1 for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
+
+
+def _as_extractor(extractor: Any) -> Extractor:
+    if extractor is None:
+        return default_extractor
+    if isinstance(extractor, str) and extractor == "turns":
+        return turn_memories
+    if isinstance(extractor, LLMExtractor):
+        return extractor
+    if hasattr(extractor, "invoke"):  # a chat model given directly
+        return LLMExtractor(extractor)
+    if callable(extractor):
+        if _positional_arity(extractor) == 1:  # a plain ``str -> str`` model
+            return LLMExtractor(extractor)
+        return extractor  # type: ignore[no-any-return]
+    raise TypeError(
+        "extractor must be None (rules), 'turns', an LLMExtractor, a chat model, a str -> str "
+        "callable, or a callable (turns, context) -> list[dict]."
+    )
+
+
 def read_messages(
     messages: Iterable[Any],
     *,
@@ -48,20 +121,47 @@ def read_messages(
     agent_id: str | None = None,
     session_id: str | None = None,
     timestamp: datetime | None = None,
-    extractor: Extractor | None = None,
+    extractor: Any = None,
     roles: Sequence[str] = REMEMBERED_ROLES,
-) -> list[MemoryItem]:
-    """Normalize messages and run the extractor; returns validated, unsaved items."""
+    fact_roles: Sequence[str] = FACT_ROLES,
+) -> ReadResult:
+    """Normalize messages and run the extractor; returns validated, unsaved items and the
+    problems the extractor reported."""
     turns = [to_turn(m) for m in messages]
-    context = {
+    context: dict[str, Any] = {
         "user_id": user_id,
         "session_id": session_id,
         "timestamp": as_utc(timestamp) if timestamp else utcnow(),
         "roles": tuple(roles),
+        "fact_roles": tuple(fact_roles),
+        "problems": [],
     }
-    drafts = (extractor or turn_memories)(turns, context)
+    drafts = _as_extractor(extractor)(turns, context)
+    problems: list[ExtractionProblem] = list(context["problems"])
+    flagged = {mid: p for p in problems for mid in p.message_ids}
     items = []
     for d in drafts:
         fields = {"user_id": user_id, "agent_id": agent_id, "session_id": session_id, **d}
+        prov = fields.get("provenance")
+        if isinstance(prov, Provenance) and prov.source == "message":
+            hit = next((flagged[m] for m in prov.message_ids if m in flagged), None)
+            if hit is None and problems and not prov.message_ids:
+                hit = problems[0]
+            if hit is not None:
+                fields["provenance"] = prov.model_copy(
+                    update={"detail": {**prov.detail, "extraction_problem": hit.message}}
+                )
         items.append(build_item(**fields))
-    return items
+    for p in problems:
+        log.warning("extractor %s: %s (the raw turns were stored)", p.extractor, p.message)
+    return ReadResult(items, problems)
+
+
+__all__ = [
+    "FACT_ROLES",
+    "REMEMBERED_ROLES",
+    "ReadResult",
+    "default_extractor",
+    "read_messages",
+    "turn_memories",
+]

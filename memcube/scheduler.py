@@ -1,26 +1,205 @@
-"""The scheduler: decides which memories sit in a prompt's working memory."""
+"""The scheduler: decides which memories sit in a prompt (working memory) and which ones form a
+user's stable block for KV-cache activation memory.
+
+Every policy here is a field of :class:`SchedulerConfig`; pass one to ``MemCube.open(...,
+scheduler=...)`` (the cube's default) or per call (``config=``).
+
+Working memory (:func:`working_memory`)
+    The ``candidates`` best search hits for the query are re-scored with a weighted sum of four
+    signals, each in ``[0, 1]``:
+
+    * **relevance**: the search score, min-max normalized over the candidates;
+    * **recency**: ``0.5 ** (age_days / recency_half_life_days)``, age from when the memory
+      happened (``event_time``, falling back to when this version was recorded) to the newest
+      candidate's time (so a conversation imported from the past still has recent and old
+      parts);
+    * **importance**: the item's ``importance`` (which :meth:`MemCube.feedback` nudges);
+    * **usage**: ``log1p(access_count + feedback_uses * (useful - not_useful))`` over
+      ``log1p(usage_saturation)``, clipped to ``[0, 1]``.
+
+    plus ``type_bonus[memory_type]`` (facts, preferences and profile entries get a small bonus by
+    default, so the current fact outranks the chat turn it was read from). The best are kept, in
+    score order, until ``token_budget`` is used up (tokens of the rendered lines, see
+    :mod:`memcube.prompting`). Only the items returned are counted as accessed.
+
+Activation memory (:func:`activation_set`)
+    The stable block a KV cache is built from: the user's own current ``activation_types``
+    memories (profile, fact, preference) plus items *promoted* for frequent use, in a stable
+    order (``created_at``, then ``id``), so the block, and the cache built from it, change only
+    when the set changes. When the set exceeds ``token_budget``, the most important (then oldest)
+    items are kept; their order stays stable.
+
+    *Promotion*: when usage counts are written back (:meth:`MemCube.flush_usage`), an item of
+    another type whose ``access_count`` reached ``promote_min_uses`` (useful feedback counts
+    ``feedback_uses`` accesses each) within ``promote_window_days`` of its last access moves to
+    state ``activated``. *Demotion*: an ``activated`` item not accessed for
+    ``demote_after_days``, or with more "not useful" than "useful" votes, drops out of the set at
+    once and goes back to ``generated`` (``merged`` if it was merged) when
+    :meth:`MemCube.maintain` runs.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from memcube.items import MemoryItem
-from memcube.prompting import TokenCounter, approx_tokens, fit_to_budget
+from memcube.errors import InvalidInputError
+from memcube.items import LifecycleState, MemoryItem, MemoryType, utcnow
+from memcube.prompting import (
+    DEFAULT_HEADER,
+    TokenCounter,
+    approx_tokens,
+    fit_to_budget,
+    memory_line,
+)
 
 if TYPE_CHECKING:
     from memcube.cube import MemCube
 
+#: Free-metadata keys where :meth:`MemCube.feedback` counts votes (reserved: ``_mc_`` prefix).
+USEFUL_KEY = "_mc_useful"
+NOT_USEFUL_KEY = "_mc_not_useful"
+
+_DEFAULT_TYPE_BONUS = {
+    MemoryType.FACT.value: 0.08,
+    MemoryType.PREFERENCE.value: 0.08,
+    MemoryType.PROFILE.value: 0.08,
+}
+
 
 @dataclass
 class SchedulerConfig:
-    """Attributes:
-    candidates: how many search hits are considered for working memory.
+    """Every scheduling policy, in one place.
+
+    Attributes:
+        candidates: how many search hits are considered for working memory.
+        relevance_weight, recency_weight, importance_weight, usage_weight: weights of the four
+            working-memory signals (they need not sum to 1).
+        recency_half_life_days: age at which the recency signal halves.
+        usage_saturation: access count at which the usage signal reaches 1.
+        feedback_uses: how many accesses one "useful" vote counts as (a "not useful" vote
+            subtracts as many).
+        feedback_step: how much one vote moves an item's ``importance`` (up or down).
+        type_bonus: added to the score of these memory types (``memory_type`` value -> bonus).
+        activation_types: memory types that always belong to a user's activation set.
+        activation_token_budget: default token budget of :func:`activation_set`.
+        promote_min_uses: accesses (plus weighted useful votes) that promote an item.
+        promote_window_days: promotion needs an access within this many days.
+        demote_after_days: an activated item not accessed for this long is demoted.
+
+    Example:
+        >>> cfg = SchedulerConfig(candidates=30, recency_weight=0.3)
+        >>> cfg.validate().candidates
+        30
     """
 
     candidates: int = 20
+    relevance_weight: float = 0.6
+    recency_weight: float = 0.15
+    importance_weight: float = 0.15
+    usage_weight: float = 0.1
+    recency_half_life_days: float = 30.0
+    usage_saturation: int = 20
+    feedback_uses: int = 3
+    feedback_step: float = 0.1
+    type_bonus: Mapping[str, float] = field(default_factory=lambda: dict(_DEFAULT_TYPE_BONUS))
+    activation_types: tuple[str, ...] = (
+        MemoryType.PROFILE.value,
+        MemoryType.FACT.value,
+        MemoryType.PREFERENCE.value,
+    )
+    activation_token_budget: int = 1024
+    promote_min_uses: int = 5
+    promote_window_days: float = 7.0
+    demote_after_days: float = 14.0
+
+    def validate(self) -> SchedulerConfig:
+        """Check the values; raises InvalidInputError naming the bad field. Returns self."""
+        if not isinstance(self.candidates, int) or self.candidates < 1:
+            raise InvalidInputError("SchedulerConfig.candidates must be a positive integer.")
+        for name in ("relevance_weight", "recency_weight", "importance_weight", "usage_weight"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise InvalidInputError(f"SchedulerConfig.{name} must be a finite number >= 0.")
+        for name in ("recency_half_life_days", "promote_window_days", "demote_after_days"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not v > 0:
+                raise InvalidInputError(f"SchedulerConfig.{name} must be a positive number.")
+        if self.usage_saturation < 1 or self.promote_min_uses < 1 or self.feedback_uses < 0:
+            raise InvalidInputError(
+                "SchedulerConfig.usage_saturation and promote_min_uses must be >= 1, "
+                "feedback_uses >= 0."
+            )
+        if not 0 <= self.feedback_step <= 1:
+            raise InvalidInputError("SchedulerConfig.feedback_step must be between 0 and 1.")
+        try:
+            types = {MemoryType(t).value for t in self.activation_types}
+            types |= {MemoryType(t).value for t in self.type_bonus}
+        except ValueError as exc:
+            raise InvalidInputError(f"SchedulerConfig: {exc}.") from None
+        del types
+        if self.activation_token_budget < 1:
+            raise InvalidInputError("SchedulerConfig.activation_token_budget must be >= 1.")
+        return self
 
 
+# ---------------------------------------------------------------------------- signals
+def votes(item: MemoryItem) -> tuple[int, int]:
+    """``(useful, not_useful)`` feedback votes recorded on an item."""
+    md = item.metadata
+    return int(md.get(USEFUL_KEY, 0) or 0), int(md.get(NOT_USEFUL_KEY, 0) or 0)
+
+
+def effective_uses(item: MemoryItem, cfg: SchedulerConfig) -> float:
+    """Accesses plus weighted feedback votes (never below zero)."""
+    useful, not_useful = votes(item)
+    return max(0.0, item.access_count + cfg.feedback_uses * (useful - not_useful))
+
+
+def usage_signal(item: MemoryItem, cfg: SchedulerConfig) -> float:
+    return min(1.0, math.log1p(effective_uses(item, cfg)) / math.log1p(cfg.usage_saturation))
+
+
+def recency_signal(item: MemoryItem, cfg: SchedulerConfig, now: datetime) -> float:
+    when = item.event_time or item.updated_at
+    age_days = max(0.0, (now - when).total_seconds() / 86400.0)
+    return 0.5 ** (age_days / cfg.recency_half_life_days)
+
+
+def score_candidates(
+    items: list[MemoryItem], relevance: list[float], cfg: SchedulerConfig, now: datetime | None = None
+) -> list[tuple[float, MemoryItem, dict[str, float]]]:
+    """Score candidates by the weighted signals; returns ``(score, item, signals)`` best first
+    (ties keep the search order)."""
+    if now is None:
+        times = [it.event_time or it.updated_at for it in items]
+        now = min(max(times), utcnow()) if times else utcnow()
+    lo, hi = (min(relevance), max(relevance)) if relevance else (0.0, 0.0)
+    span = hi - lo
+    scored = []
+    for pos, (item, rel) in enumerate(zip(items, relevance)):
+        signals = {
+            "relevance": (rel - lo) / span if span > 1e-12 else 1.0,
+            "recency": recency_signal(item, cfg, now),
+            "importance": float(item.importance),
+            "usage": usage_signal(item, cfg),
+        }
+        score = (
+            cfg.relevance_weight * signals["relevance"]
+            + cfg.recency_weight * signals["recency"]
+            + cfg.importance_weight * signals["importance"]
+            + cfg.usage_weight * signals["usage"]
+            + float(cfg.type_bonus.get(item.memory_type.value, 0.0))
+        )
+        scored.append((score, pos, item, signals))
+    scored.sort(key=lambda t: (-t[0], t[1]))
+    return [(s, it, sig) for s, _, it, sig in scored]
+
+
+# ---------------------------------------------------------------------------- working memory
 def working_memory(
     cube: MemCube,
     query: str,
@@ -31,7 +210,111 @@ def working_memory(
     count_tokens: TokenCounter = approx_tokens,
     **search_kwargs: Any,
 ) -> list[MemoryItem]:
-    """The memories for a prompt about ``query``: most relevant first, within ``token_budget``."""
-    cfg = config or SchedulerConfig()
-    hits = cube.search(query, user_id=user_id, k=cfg.candidates, **search_kwargs)
-    return fit_to_budget([h.item for h in hits], token_budget, count_tokens)
+    """The memories for a prompt about ``query``, best first, within ``token_budget`` tokens.
+
+    ``search_kwargs`` go to :meth:`MemCube.search` (filters, memory types, session...). Only
+    the items returned count as accessed (feeding the usage signal and promotion).
+    """
+    cfg = (config or getattr(cube, "scheduler_config", None) or SchedulerConfig()).validate()
+    if not isinstance(token_budget, int) or isinstance(token_budget, bool) or token_budget < 1:
+        raise InvalidInputError(f"token_budget must be a positive integer, got {token_budget!r}.")
+    hits = cube.search(query, user_id=user_id, k=cfg.candidates, count_usage=False, **search_kwargs)
+    scored = score_candidates([h.item for h in hits], [h.score for h in hits], cfg)
+    chosen = fit_to_budget([it for _, it, _ in scored], token_budget, count_tokens)
+    cube._record_usage([it.id for it in chosen])
+    return chosen
+
+
+# ---------------------------------------------------------------------------- activation memory
+def is_cold(item: MemoryItem, cfg: SchedulerConfig, now: datetime) -> bool:
+    """An activated item that went cold: not accessed for ``demote_after_days`` or voted down."""
+    useful, not_useful = votes(item)
+    if not_useful > useful:
+        return True
+    last = item.last_accessed_at or item.updated_at
+    return now - last > timedelta(days=cfg.demote_after_days)
+
+
+def should_promote(item: MemoryItem, cfg: SchedulerConfig, now: datetime) -> bool:
+    """Promotion rule (see the module docstring)."""
+    if item.state not in (LifecycleState.GENERATED, LifecycleState.MERGED):
+        return False
+    if item.memory_type.value in cfg.activation_types:
+        return False  # already in the set by type
+    if effective_uses(item, cfg) < cfg.promote_min_uses:
+        return False
+    last = item.last_accessed_at or item.updated_at
+    if now - last > timedelta(days=cfg.promote_window_days):
+        return False
+    return not is_cold(item, cfg, now)
+
+
+def demoted_state(item: MemoryItem) -> LifecycleState:
+    """The state an activated item returns to when it is demoted."""
+    return LifecycleState.MERGED if item.provenance.merged_from else LifecycleState.GENERATED
+
+
+def in_activation_set(item: MemoryItem, cfg: SchedulerConfig, now: datetime) -> bool:
+    if item.memory_type.value in cfg.activation_types:
+        return True
+    return item.state == LifecycleState.ACTIVATED and not is_cold(item, cfg, now)
+
+
+def activation_set(
+    cube: MemCube,
+    user_id: str,
+    *,
+    token_budget: int | None = None,
+    config: SchedulerConfig | None = None,
+    count_tokens: TokenCounter = approx_tokens,
+) -> list[MemoryItem]:
+    """The user's stable memory block for a KV-cache prefix (see the module docstring).
+
+    Only the user's own current memories are considered (not those shared with them), so the
+    block of one user never changes because another user edited something.
+    """
+    cfg = (config or getattr(cube, "scheduler_config", None) or SchedulerConfig()).validate()
+    budget = cfg.activation_token_budget if token_budget is None else token_budget
+    if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
+        raise InvalidInputError(f"token_budget must be a positive integer, got {budget!r}.")
+    cube.flush_usage()  # promotions happen when usage is written back
+    now = utcnow()
+    filters = {
+        "$or": [
+            {"memory_type": {"$in": list(cfg.activation_types)}},
+            {"state": LifecycleState.ACTIVATED.value},
+        ]
+    }
+    pool = [
+        it
+        for it in cube.items(user_id=user_id, filters=filters)
+        if in_activation_set(it, cfg, now)
+    ]
+    # Which items fit: the most important first (then the oldest, then by id: deterministic).
+    pool.sort(key=lambda it: (-it.importance, it.created_at, it.id))
+    used = count_tokens(DEFAULT_HEADER)
+    kept = []
+    for item in pool:
+        cost = count_tokens(memory_line(item))
+        if used + cost <= budget:
+            kept.append(item)
+            used += cost
+    # The block's order: stable, independent of importance or usage.
+    kept.sort(key=lambda it: (it.created_at, it.id))
+    return kept
+
+
+__all__ = [
+    "NOT_USEFUL_KEY",
+    "USEFUL_KEY",
+    "SchedulerConfig",
+    "activation_set",
+    "demoted_state",
+    "effective_uses",
+    "fit_to_budget",
+    "in_activation_set",
+    "is_cold",
+    "score_candidates",
+    "should_promote",
+    "working_memory",
+]

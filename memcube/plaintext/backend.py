@@ -14,13 +14,38 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
-from memcube.errors import BackendUnavailableError, InvalidInputError
+from memcube.errors import (
+    BackendError,
+    BackendUnavailableError,
+    InvalidFilterError,
+    InvalidInputError,
+    MemCubeError,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: History and audit collections hold no meaningful vector; Chroma still wants one.
 PLACEHOLDER_VECTOR = [0.0]
+#: Legacy HNSW metadata that Chroma still reads if present (with a pickle decoder that refuses
+#: code, but then fails every query). Chroma 1.x never writes it, so one found here was planted.
+LEGACY_PICKLE = "index_metadata.pickle"
+
+
+def quarantine_pickles(chroma_dir: Path) -> list[Path]:
+    """Rename planted ``index_metadata.pickle`` files so Chroma never opens them.
+
+    They are kept (as ``*.quarantined``) for inspection, never deleted and never loaded.
+    """
+    moved: list[Path] = []
+    if not chroma_dir.is_dir():
+        return moved
+    for found in chroma_dir.glob(f"*/{LEGACY_PICKLE}"):
+        target = found.with_name(f"{LEGACY_PICKLE}.quarantined")
+        found.replace(target)
+        log.warning("moved %s aside: memcube never loads pickles (kept as %s)", found, target.name)
+        moved.append(target)
+    return moved
 
 
 def _is_connection_error(exc: BaseException) -> bool:
@@ -84,6 +109,7 @@ class ChromaBackend:
                 "connect",
             )
         else:
+            quarantine_pickles(path / "chroma")
             self.client = chromadb.PersistentClient(path=str(path / "chroma"), settings=settings)
         self.items = self._collection(f"{prefix}_items", cosine=True)
         self.history = self._collection(f"{prefix}_history", cosine=False)
@@ -98,14 +124,18 @@ class ChromaBackend:
             f"open collection {name}",
         )
 
-    def _retry(self, fn: Callable[[], T], what: str) -> T:
+    def _retry(self, fn: Callable[[], T], what: str, *, filtered: bool = False) -> T:
+        """Run one Chroma call; retry connection failures with exponential backoff (server
+        mode), and turn every other Chroma failure into a typed :class:`MemCubeError`."""
         attempt = 0
         while True:
             try:
                 return fn()
+            except MemCubeError:
+                raise
             except Exception as exc:
                 if not _is_connection_error(exc):
-                    raise
+                    raise self._typed(exc, what, filtered) from exc
                 if attempt >= self.retries:
                     raise BackendUnavailableError(
                         f"Chroma at {self.chroma_url or 'embedded'} is unreachable ({what}): {exc}. "
@@ -115,6 +145,19 @@ class ChromaBackend:
                 log.warning("chroma %s failed (%s); retrying in %.1fs", what, exc, delay)
                 time.sleep(delay)
                 attempt += 1
+
+    def _typed(self, exc: Exception, what: str, filtered: bool) -> Exception:
+        from chromadb.errors import ChromaError, InvalidArgumentError
+
+        if not isinstance(exc, (ChromaError, ValueError)):
+            return exc  # not Chroma's: a bug to see as it is
+        if filtered and isinstance(exc, (InvalidArgumentError, ValueError)):
+            return InvalidFilterError(f"Chroma rejected the filter ({what}): {exc}")
+        if isinstance(exc, (InvalidArgumentError, ValueError)):
+            return InvalidInputError(f"Chroma rejected the {what}: {exc}")
+        return BackendError(
+            f"Chroma failed the {what} at {self.chroma_url or 'the embedded database'}: {exc}"
+        )
 
     @property
     def max_batch(self) -> int:
@@ -167,6 +210,7 @@ class ChromaBackend:
                 include=list(include),
             ),
             "get",
+            filtered=where is not None,
         )
 
     def query(
@@ -186,6 +230,7 @@ class ChromaBackend:
                 include=list(include),
             ),
             "query",
+            filtered=where is not None,
         )
 
     def delete(self, collection: Any, *, ids: Sequence[str] | None = None, where: dict | None = None) -> None:
@@ -194,6 +239,7 @@ class ChromaBackend:
         self._retry(
             lambda: collection.delete(ids=list(ids) if ids is not None else None, where=where),
             "delete",
+            filtered=where is not None,
         )
 
     def count(self, collection: Any) -> int:

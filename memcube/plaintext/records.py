@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from memcube.errors import InvalidFilterError
-from memcube.items import HIDDEN_STATES, MemoryItem, as_utc
+from memcube.items import HIDDEN_STATES, MemoryItem, as_utc, is_encodable
 
 #: Stands for "never expires" in the flat ``expires_ts`` field (year ~33658).
 NO_EXPIRY_TS = 1.0e12
@@ -90,6 +90,8 @@ def and_(*clauses: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _check_scalar(value: Any, key: str) -> None:
+    if isinstance(value, str) and not is_encodable(value):
+        raise InvalidFilterError(f"filter value for {key!r} is not valid Unicode text.")
     if isinstance(value, bool) or isinstance(value, (str, int)):
         return
     if isinstance(value, float) and math.isfinite(value):
@@ -100,7 +102,7 @@ def _check_scalar(value: Any, key: str) -> None:
 
 
 def _field(key: str) -> str:
-    if not isinstance(key, str) or not key:
+    if not isinstance(key, str) or not key or not is_encodable(key):
         raise InvalidFilterError(f"filter keys must be non-empty strings, got {key!r}.")
     if key.startswith("$"):
         raise InvalidFilterError(f"unknown filter operator {key!r}; use $and, $or or a field name.")

@@ -1,0 +1,233 @@
+"""``MemoryMiddleware``: long-term memory for ``create_agent``.
+
+Before each model call it asks the cube's scheduler for the current user's working memory about
+the latest user message (``cube.working_memory``) and appends the cube's rendering of it
+(``cube.render``) to the system message. After the agent run it feeds the run's new messages to
+the cube's reader (``cube.add_messages``), with ``session_id`` = the LangGraph thread id. It
+selects and renders nothing itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Annotated, Any
+
+from langchain.agents.middleware.types import (
+    AgentMiddleware,
+    AgentState,
+    ModelRequest,
+    ModelResponse,
+    PrivateStateAttr,
+)
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+from langgraph.runtime import Runtime
+from typing_extensions import NotRequired
+
+from memcube import MemCube
+from memcube.errors import InvalidInputError, InvalidUserIdError
+from memcube.items import MemoryItem, check_scope_id
+from memcube.messages import to_turn
+
+
+class MemoryState(AgentState[Any]):
+    """Agent state plus how many of the thread's messages were already written to the cube."""
+
+    memcube_written: NotRequired[Annotated[int, PrivateStateAttr]]
+
+
+def _thread_id() -> str | None:
+    try:
+        from langgraph.config import get_config
+
+        value = get_config().get("configurable", {}).get("thread_id")
+    except RuntimeError:  # not inside a graph run
+        return None
+    return None if value is None else str(value)
+
+
+class MemoryMiddleware(AgentMiddleware[MemoryState, Any, Any]):
+    """Recall before the model call, write back after the agent run.
+
+    Args:
+        cube: the cube; if omitted, the agent's ``store`` must be a
+            :class:`~langchain_memos.store.MemCubeStore` and its cube is used.
+        user_id_key: attribute (or key) of the runtime context that holds the user id.
+        user_id: fixed user id, used when the context has none.
+        token_budget: most tokens the recalled block may take in the system message.
+        k: how many search candidates the scheduler weighs (default: the cube's
+            ``SchedulerConfig.candidates``); it may keep fewer to fit the budget.
+        roles: message roles written back (``"user"``, ``"assistant"``); default: the reader's.
+        recall: on/off for recall.
+        write_back: on/off for writing back.
+        agent_id: recorded on memories written back.
+
+    Example:
+        >>> import tempfile
+        >>> from dataclasses import dataclass
+        >>> from langchain.agents import create_agent
+        >>> from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+        >>> from langchain_core.messages import AIMessage
+        >>> from langgraph.checkpoint.memory import InMemorySaver
+        >>> from memcube import MemCube
+        >>> from langchain_memos import MemCubeStore
+        >>> @dataclass
+        ... class Ctx:
+        ...     user_id: str
+        >>> cube = MemCube.open(tempfile.mkdtemp())
+        >>> model = GenericFakeChatModel(messages=iter([AIMessage("Noted."), AIMessage("Sure.")]))
+        >>> agent = create_agent(model, store=MemCubeStore(cube), context_schema=Ctx,
+        ...                      middleware=[MemoryMiddleware(cube)], checkpointer=InMemorySaver())
+        >>> _ = agent.invoke({"messages": [("user", "I'm vegetarian")]},
+        ...                  {"configurable": {"thread_id": "1"}}, context=Ctx(user_id="alice"))
+        >>> [it.content for it in cube.items(user_id="alice") if it.session_id == "1"][:1]
+        ["I'm vegetarian"]
+        >>> cube.close()
+    """
+
+    state_schema = MemoryState
+
+    def __init__(
+        self,
+        cube: MemCube | None = None,
+        *,
+        user_id_key: str = "user_id",
+        user_id: str | None = None,
+        token_budget: int = 512,
+        k: int | None = None,
+        roles: Sequence[str] | None = None,
+        recall: bool = True,
+        write_back: bool = True,
+        agent_id: str | None = None,
+    ) -> None:
+        super().__init__()
+        if cube is not None and not isinstance(cube, MemCube):
+            raise InvalidInputError(f"MemoryMiddleware needs a MemCube, got {type(cube).__name__}.")
+        if not isinstance(token_budget, int) or token_budget < 1:
+            raise InvalidInputError(f"token_budget must be a positive integer, got {token_budget!r}.")
+        if k is not None and (not isinstance(k, int) or k < 1):
+            raise InvalidInputError(f"k must be a positive integer, got {k!r}.")
+        check_scope_id(user_id, "user_id")
+        self.cube = cube
+        self.user_id_key = user_id_key
+        self.user_id = user_id
+        self.token_budget = token_budget
+        self.k = k
+        self.roles = tuple(roles) if roles is not None else None
+        self.recall = recall
+        self.write_back = write_back
+        self.agent_id = agent_id
+        self.tools = []
+
+    # ------------------------------------------------------------------ resolution
+    def _cube(self, runtime: Runtime[Any] | None) -> MemCube:
+        if self.cube is not None:
+            return self.cube
+        store = getattr(runtime, "store", None)
+        cube = getattr(store, "cube", None)
+        if isinstance(cube, MemCube):
+            return cube
+        raise InvalidInputError(
+            "MemoryMiddleware has no cube: pass MemoryMiddleware(cube) or give the agent "
+            "store=MemCubeStore(cube)."
+        )
+
+    def _user(self, runtime: Runtime[Any] | None) -> str:
+        context = getattr(runtime, "context", None)
+        value: Any = None
+        if isinstance(context, Mapping):
+            value = context.get(self.user_id_key)
+        elif context is not None:
+            value = getattr(context, self.user_id_key, None)
+        value = value if value is not None else self.user_id
+        if value is None:
+            raise InvalidUserIdError(
+                f"MemoryMiddleware needs the user's id: invoke the agent with "
+                f"context=...({self.user_id_key}='...') or create MemoryMiddleware(user_id=...)."
+            )
+        return check_scope_id(value, "user_id", required=True)  # type: ignore[return-value]
+
+    @staticmethod
+    def _query(messages: Sequence[BaseMessage]) -> str | None:
+        for message in reversed(messages):
+            if isinstance(message, HumanMessage):
+                text = to_turn(message).content.strip()
+                if text:
+                    return text
+        return None
+
+    # ------------------------------------------------------------------ recall
+    def _with_memories(self, request: ModelRequest, items: list[MemoryItem]) -> ModelRequest:
+        cube = self._cube(request.runtime)
+        block = cube.render(items, token_budget=self.token_budget)
+        if not block:
+            return request
+        current = request.system_message
+        if current is None:
+            system = SystemMessage(content=block)
+        elif isinstance(current.content, str):
+            text = f"{current.content}\n\n{block}" if current.content else block
+            system = SystemMessage(content=text)
+        else:
+            system = SystemMessage(content=[*current.content, {"type": "text", "text": block}])
+        return request.override(system_message=system)
+
+    def recall_for(self, request: ModelRequest) -> list[MemoryItem]:
+        """The memories the scheduler chooses for this model request (empty if recall is off)."""
+        query = self._query(request.messages)
+        if not self.recall or query is None:
+            return []
+        cube = self._cube(request.runtime)
+        user = self._user(request.runtime)
+        extra: dict[str, Any] = {}
+        if self.k is not None:  # only the candidate count changes; the cube's policy stays
+            extra["config"] = replace(cube.scheduler_config, candidates=self.k)
+        return cube.working_memory(query, user_id=user, token_budget=self.token_budget, **extra)
+
+    def wrap_model_call(
+        self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]
+    ) -> ModelResponse:
+        return handler(self._with_memories(request, self.recall_for(request)))
+
+    async def awrap_model_call(
+        self, request: ModelRequest, handler: Callable[[ModelRequest], Awaitable[ModelResponse]]
+    ) -> ModelResponse:
+        items = await asyncio.to_thread(self.recall_for, request)
+        return await handler(self._with_memories(request, items))
+
+    # ------------------------------------------------------------------ write-back
+    def after_agent(self, state: MemoryState, runtime: Runtime[Any]) -> dict[str, Any] | None:
+        messages = list(state.get("messages", []))
+        done = int(state.get("memcube_written", 0) or 0)
+        if done > len(messages):  # the thread was trimmed or summarized: nothing is known new
+            done = 0
+        if not self.write_back or done == len(messages):
+            return {"memcube_written": len(messages)}
+        self._cube(runtime).add_messages(
+            messages[done:],
+            user_id=self._user(runtime),
+            agent_id=self.agent_id,
+            session_id=_thread_id(),
+            roles=self.roles,
+        )
+        return {"memcube_written": len(messages)}
+
+    async def aafter_agent(
+        self, state: MemoryState, runtime: Runtime[Any]
+    ) -> dict[str, Any] | None:
+        thread = _thread_id()
+        messages = list(state.get("messages", []))
+        done = int(state.get("memcube_written", 0) or 0)
+        if done > len(messages):
+            done = 0
+        if not self.write_back or done == len(messages):
+            return {"memcube_written": len(messages)}
+        await self._cube(runtime).aadd_messages(
+            messages[done:],
+            user_id=self._user(runtime),
+            agent_id=self.agent_id,
+            session_id=thread,
+            roles=self.roles,
+        )
+        return {"memcube_written": len(messages)}

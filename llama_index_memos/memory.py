@@ -1,0 +1,358 @@
+"""``MemCubeMemory``: a LlamaIndex ``BaseMemory`` with a short-term buffer and MemCube long-term
+memory, for agents (``FunctionAgent``, ``AgentWorkflow``) and chat engines (``SimpleChatEngine``,
+``ContextChatEngine``, ``CondensePlusContextChatEngine``)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+from uuid import uuid4
+
+from llama_index.core.base.llms.types import ChatMessage, MessageRole
+from llama_index.core.bridge.pydantic import ConfigDict, Field, PrivateAttr
+from llama_index.core.llms.llm import LLM
+from llama_index.core.memory import ChatMemoryBuffer
+from llama_index.core.memory.types import DEFAULT_CHAT_STORE_KEY, BaseMemory
+from llama_index.core.storage.chat_store import BaseChatStore
+
+from llama_index_memos._common import (
+    check_budget,
+    check_cube,
+    check_user,
+    last_user_text,
+    message_text,
+    recall_filters,
+    token_counter,
+)
+from memcube import MemCube, MemoryItem
+from memcube.errors import InvalidInputError
+from memcube.items import check_scope_id
+
+#: Default number of tokens the long-term memory block may take in the prompt.
+DEFAULT_MEMORY_TOKEN_BUDGET = 512
+
+
+def _key(message: ChatMessage) -> tuple[str, str]:
+    return (str(getattr(message.role, "value", message.role)), message_text(message))
+
+
+class MemCubeMemory(BaseMemory):
+    """Chat memory whose long-term part is a :class:`~memcube.MemCube`.
+
+    * Short term: a token-limited chat buffer (LlamaIndex's ``ChatMemoryBuffer`` over any
+      ``BaseChatStore``), trimmed at conversation-turn boundaries.
+    * Long term: every message put into the memory is also written to the cube through its
+      reader (``cube.add_messages``), so the cube learns every turn, not only what overflows.
+      What a turn becomes (the turn itself, extracted facts and preferences) is the reader's
+      decision; ``extractor`` is handed to it unchanged.
+    * ``get(input)`` returns the buffer, preceded by one system message holding the memories the
+      cube's scheduler picks for the latest user message (``cube.working_memory``), rendered by
+      the cube (``cube.render``) within ``memory_token_budget`` tokens. Memories whose text is
+      already in the returned buffer are not repeated.
+
+    Every read and write is scoped to ``user_id``.
+
+    Example:
+        >>> import tempfile
+        >>> from llama_index.core.llms import ChatMessage
+        >>> from memcube import MemCube
+        >>> from llama_index_memos import MemCubeMemory
+        >>> cube = MemCube.open(tempfile.mkdtemp())
+        >>> memory = MemCubeMemory.from_defaults(cube=cube, user_id="alice")
+        >>> memory.put(ChatMessage(role="user", content="My sister Ana lives in Porto."))
+        >>> later = MemCubeMemory.from_defaults(cube=cube, user_id="alice")  # a new session
+        >>> later.put(ChatMessage(role="user", content="Where does my sister live?"))
+        >>> "Porto" in later.get()[0].content
+        True
+        >>> cube.close()
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    cube: MemCube = Field(exclude=True, description="The cube holding long-term memory.")
+    user_id: str = Field(description="The user every read and write is scoped to.")
+    agent_id: str | None = Field(default=None, description="Recorded on every memory written.")
+    session_id: str = Field(
+        default_factory=lambda: uuid4().hex,
+        description="Recorded on every memory written (one per conversation).",
+    )
+    memory_token_budget: int = Field(
+        default=DEFAULT_MEMORY_TOKEN_BUDGET,
+        description="Most tokens the long-term memory system message may take (0: no recall).",
+    )
+    filters: dict[str, Any] | None = Field(
+        default=None, description="Cube filters applied to recall (see MemCube.search)."
+    )
+    memory_types: list[str] | None = Field(
+        default=None, description="Recall only these memory types (see MemoryType)."
+    )
+    tags: list[str] | None = Field(
+        default=None, description="Recall only memories with these tags."
+    )
+    header: str | None = Field(
+        default=None, description="Header line of the memory block (the cube's default if None)."
+    )
+    extractor: Any = Field(
+        default=None,
+        exclude=True,
+        description="How the cube's reader turns messages into memories (see "
+        "MemCube.add_messages): None for its default rules, 'turns', or an LLM extractor.",
+    )
+    short_term: ChatMemoryBuffer = Field(description="The token-limited short-term buffer.")
+
+    _last_recalled: list[MemoryItem] = PrivateAttr(default_factory=list)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "MemCubeMemory"
+
+    def __init__(self, **data: Any) -> None:
+        check_cube(data.get("cube"))
+        check_user(data.get("user_id"))
+        check_scope_id(data.get("agent_id"), "agent_id")
+        if "session_id" in data:
+            check_scope_id(data["session_id"], "session_id", required=True)
+        check_budget(data.get("memory_token_budget", 0), "memory_token_budget", minimum=0)
+        super().__init__(**data)
+
+    @classmethod
+    def from_defaults(  # type: ignore[override]
+        cls,
+        cube: MemCube | None = None,
+        user_id: str | None = None,
+        chat_history: list[ChatMessage] | None = None,
+        token_limit: int | None = None,
+        llm: LLM | None = None,
+        *,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        memory_token_budget: int = DEFAULT_MEMORY_TOKEN_BUDGET,
+        filters: dict[str, Any] | None = None,
+        memory_types: Sequence[str] | None = None,
+        tags: Sequence[str] | None = None,
+        header: str | None = None,
+        extractor: Any = None,
+        tokenizer_fn: Callable[[str], list[Any]] | None = None,
+        chat_store: BaseChatStore | None = None,
+        chat_store_key: str = DEFAULT_CHAT_STORE_KEY,
+        **kwargs: Any,
+    ) -> MemCubeMemory:
+        """Create the memory.
+
+        Args:
+            cube: the open :class:`~memcube.MemCube` (required).
+            user_id: the user whose memories are read and written (required).
+            chat_history: messages to start the short-term buffer with. They are new to this
+                memory, so they are also written to the cube (see :meth:`set`). To resume a
+                conversation without writing it again, pass the ``chat_store`` that holds it.
+            token_limit: short-term buffer size in tokens (memory block included); defaults to
+                ¾ of ``llm``'s context window, or 3000 (as ``ChatMemoryBuffer``).
+            llm: used only to size ``token_limit``.
+            agent_id, session_id: recorded on every memory written.
+            memory_token_budget: most tokens the long-term memory message may take.
+            filters, memory_types, tags: narrow recall (as in :meth:`memcube.MemCube.search`).
+            header: header line of the memory block.
+            extractor: passed to ``cube.add_messages`` (the reader's default if None).
+            tokenizer_fn: token counter for the buffer and the budget (LlamaIndex's default).
+            chat_store, chat_store_key: where the short-term buffer lives.
+
+        Raises:
+            InvalidInputError: missing cube or user, bad budget or unknown keyword arguments.
+        """
+        if kwargs:
+            raise InvalidInputError(f"unexpected arguments for MemCubeMemory: {sorted(kwargs)}.")
+        if cube is None:
+            raise InvalidInputError(
+                "MemCubeMemory needs cube=MemCube.open(path); construct it with "
+                "MemCubeMemory.from_defaults(cube=..., user_id=...) and pass it as memory=."
+            )
+        if token_limit is not None:
+            check_budget(token_limit, "token_limit")
+        short_term = ChatMemoryBuffer.from_defaults(
+            llm=llm,
+            token_limit=token_limit,
+            tokenizer_fn=tokenizer_fn,
+            chat_store=chat_store,
+            chat_store_key=chat_store_key,
+        )
+        fields: dict[str, Any] = dict(
+            cube=cube,
+            user_id=user_id,
+            agent_id=agent_id,
+            memory_token_budget=memory_token_budget,
+            filters=filters,
+            memory_types=list(memory_types) if memory_types is not None else None,
+            tags=list(tags) if tags is not None else None,
+            header=header,
+            extractor=extractor,
+            short_term=short_term,
+        )
+        if session_id is not None:
+            fields["session_id"] = session_id
+        memory = cls(**fields)
+        if chat_history:
+            memory.set(chat_history)
+        return memory
+
+    # ------------------------------------------------------------------ what chat engines read
+    @property
+    def tokenizer_fn(self) -> Callable[[str], list[Any]]:
+        """The buffer's tokenizer (chat engines use it to count their prefix messages)."""
+        return self.short_term.tokenizer_fn
+
+    @property
+    def token_limit(self) -> int:
+        """Token limit of everything :meth:`get` returns (memory block plus buffer)."""
+        return self.short_term.token_limit
+
+    @property
+    def last_recalled(self) -> list[MemoryItem]:
+        """The memories put in the prompt by the latest :meth:`get` (for inspection and citing)."""
+        return list(self._last_recalled)
+
+    # ------------------------------------------------------------------ reads
+    def _recall(self, query: str | None, visible: list[ChatMessage], budget: int) -> str:
+        """The cube's working memory for ``query``, rendered by the cube; ``""`` if none."""
+        self._last_recalled = []
+        if not query or not query.strip() or budget <= 0:
+            return ""
+        count = token_counter(self.tokenizer_fn)
+        items = self.cube.working_memory(
+            query,
+            user_id=self.user_id,
+            token_budget=budget,
+            count_tokens=count,
+            filters=recall_filters(self.filters, visible),
+            memory_types=self.memory_types,
+            tags=self.tags,
+        )
+        render_kwargs: dict[str, Any] = {"token_budget": budget, "count_tokens": count}
+        if self.header is not None:
+            render_kwargs["header"] = self.header
+        block = self.cube.render(items, **render_kwargs)
+        self._last_recalled = list(items) if block else []
+        return block
+
+    def get(
+        self, input: str | None = None, initial_token_count: int = 0, **kwargs: Any
+    ) -> list[ChatMessage]:
+        """The short-term buffer, preceded by a system message with the relevant long-term
+        memories for ``input`` (or, without ``input``, for the latest user message).
+
+        ``initial_token_count`` is what the caller's own prefix messages take; memory block and
+        buffer together stay within ``token_limit`` minus that.
+        """
+        budget = min(self.memory_token_budget, self.token_limit - initial_token_count)
+        # The smallest window the buffer can shrink to: what is surely visible in the prompt.
+        visible = self.short_term.get(initial_token_count=initial_token_count + max(budget, 0))
+        query = input if isinstance(input, str) and input.strip() else last_user_text(visible)
+        if query is None:
+            query = last_user_text(self.short_term.get_all())
+        block = self._recall(query, visible, budget)
+        if not block:
+            return self.short_term.get(initial_token_count=initial_token_count)
+        used = len(self.tokenizer_fn(block))  # can exceed the budget by a newline token or so
+        window = self.short_term.get(
+            initial_token_count=min(initial_token_count + used, self.token_limit)
+        )
+        at = 0
+        while at < len(window) and window[at].role == MessageRole.SYSTEM:
+            at += 1
+        return [*window[:at], ChatMessage(role=MessageRole.SYSTEM, content=block), *window[at:]]
+
+    async def aget(
+        self, input: str | None = None, initial_token_count: int = 0, **kwargs: Any
+    ) -> list[ChatMessage]:
+        """Async :meth:`get`."""
+        return await asyncio.to_thread(
+            self.get, input=input, initial_token_count=initial_token_count, **kwargs
+        )
+
+    def get_all(self) -> list[ChatMessage]:
+        """Every message in the short-term buffer (no memory block)."""
+        return self.short_term.get_all()
+
+    async def aget_all(self) -> list[ChatMessage]:
+        """Async :meth:`get_all`."""
+        return await self.short_term.aget_all()
+
+    # ------------------------------------------------------------------ writes
+    def _write_kwargs(self) -> dict[str, Any]:
+        return {
+            "user_id": self.user_id,
+            "agent_id": self.agent_id,
+            "session_id": self.session_id,
+            "extractor": self.extractor,
+        }
+
+    def put(self, message: ChatMessage) -> None:
+        """Add a message to the buffer and write it to the cube (through the cube's reader)."""
+        self.put_messages([message])
+
+    async def aput(self, message: ChatMessage) -> None:
+        """Async :meth:`put`."""
+        await self.aput_messages([message])
+
+    def put_messages(self, messages: list[ChatMessage]) -> None:
+        """Add messages to the buffer and write them to the cube in one batch.
+
+        The cube is written first: a message it rejects (typed error) changes nothing.
+        """
+        messages = list(messages)
+        if messages:
+            self.cube.add_messages(messages, **self._write_kwargs())
+        for message in messages:
+            self.short_term.put(message)
+
+    async def aput_messages(self, messages: list[ChatMessage]) -> None:
+        """Async :meth:`put_messages`."""
+        messages = list(messages)
+        if messages:
+            await self.cube.aadd_messages(messages, **self._write_kwargs())
+        for message in messages:
+            await self.short_term.aput(message)
+
+    def _unseen(self, messages: list[ChatMessage], current: list[ChatMessage]) -> list[ChatMessage]:
+        """Messages of ``messages`` that are not already in ``current`` (same role and text)."""
+        seen = Counter(_key(m) for m in current)
+        new = []
+        for m in messages:
+            k = _key(m)
+            if seen[k] > 0:
+                seen[k] -= 1
+            else:
+                new.append(m)
+        return new
+
+    def set(self, messages: list[ChatMessage]) -> None:
+        """Replace the short-term buffer with ``messages``.
+
+        Messages that were not already in the buffer are written to the cube, so history handed
+        in by a caller (``chat(..., chat_history=...)``, ``agent.run(..., chat_history=...)``) is
+        learned once; messages already in the buffer are not written again.
+        """
+        messages = list(messages)
+        new = self._unseen(messages, self.short_term.get_all())
+        if new:
+            self.cube.add_messages(new, **self._write_kwargs())
+        self.short_term.set(messages)
+
+    async def aset(self, messages: list[ChatMessage]) -> None:
+        """Async :meth:`set`."""
+        messages = list(messages)
+        new = self._unseen(messages, await self.short_term.aget_all())
+        if new:
+            await self.cube.aadd_messages(new, **self._write_kwargs())
+        await self.short_term.aset(messages)
+
+    def reset(self) -> None:
+        """Clear the short-term buffer. Long-term memories stay in the cube (delete them there)."""
+        self._last_recalled = []
+        self.short_term.reset()
+
+    async def areset(self) -> None:
+        """Async :meth:`reset`."""
+        self._last_recalled = []
+        await self.short_term.areset()

@@ -1,0 +1,401 @@
+"""Governance: who may read and write which memories, and an audit log of every operation.
+
+Ownership
+    Every memory belongs to the user it was added for (``item.user_id``). A call made with
+    ``user_id="bob"`` acts *as* bob; a call with ``user_id=None`` is the application itself
+    (administration: every memory, no checks).
+
+Sharing (:meth:`MemCube.share` / :meth:`MemCube.unshare`)
+    An owner shares chosen memories (``ids=[...]``) or all of their memories in the cube
+    (``ids=None``, present and future) with another user, ``"read"`` or ``"write"``. Grants are
+    kept in the cube's ``grants`` Chroma collection (so every process of a server deployment
+    sees them; each process caches them for ``grant_cache_seconds``, default 1 s). A per-item
+    grant is also marked on the item (free-metadata key ``_mc_share:<user>``), which is how
+    searches find shared items without a second query.
+
+Enforcement (in :class:`~memcube.MemCube`, so every adapter gets it)
+    * reads by relevance or id (``search``, ``working_memory``, ``get``, ``get_many``,
+      ``history``) see the user's own memories plus those shared with them;
+    * listings (``items``, ``count``) show the user's own memories, plus shared ones with
+      ``include_shared=True``;
+    * writes to an existing memory (``update``, ``delete``, ``rollback``, ``freeze``,
+      ``unfreeze``, ``feedback``, ``set_expiry``) need ownership or a ``"write"`` grant;
+      a memory the user cannot read at all is reported as not found (its existence is not
+      revealed), a read-only one raises :class:`~memcube.errors.AccessDeniedError`;
+    * sharing and unsharing is for the owner (or the application) only;
+    * new memories always belong to the user they are added for.
+
+Audit (:meth:`MemCube.audit`)
+    Every operation is recorded as an :class:`AuditEntry` (who, what, when, which items) in the
+    cube's ``audit`` collection. Writes are written when the operation finishes (one Chroma call
+    per operation, not per item); reads (``search``, ``get``...) are buffered and written every
+    ``read_buffer`` entries, on :meth:`MemCube.flush` and on close, so searching stays as cheap
+    as raw Chroma. A process killed hard loses at most the buffered read entries. See
+    :class:`AuditConfig`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+from memcube.errors import (
+    AccessDeniedError,
+    InvalidInputError,
+    InvalidMetadataError,
+    ItemNotFoundError,
+)
+from memcube.items import MemoryItem, as_utc, check_scope_id
+from memcube.plaintext.backend import ChromaBackend
+
+log = logging.getLogger(__name__)
+
+#: Prefix of free-metadata keys the cube manages itself (shares, feedback votes).
+RESERVED_PREFIX = "_mc_"
+SHARE_PREFIX = "_mc_share:"
+#: The actor recorded for calls made without a user (the application / an administrator).
+ADMIN_ACTOR = "*"
+
+
+class Access(str, Enum):
+    """What a grant allows."""
+
+    READ = "read"
+    WRITE = "write"
+
+
+def share_key(user_id: str) -> str:
+    return f"{SHARE_PREFIX}{user_id}"
+
+
+def check_reserved_metadata(metadata: dict[str, Any] | None) -> None:
+    """Refuse caller metadata that tries to set keys the cube manages (``_mc_...``)."""
+    for key in metadata or {}:
+        if isinstance(key, str) and key.startswith(RESERVED_PREFIX):
+            raise InvalidMetadataError(
+                f"metadata key {key!r} is reserved for the cube (prefix {RESERVED_PREFIX!r}); "
+                "use cube.share(...) and cube.feedback(...) instead."
+            )
+
+
+def reserved_metadata(item: MemoryItem) -> dict[str, Any]:
+    """The cube-managed metadata of an item (carried over when a caller replaces metadata)."""
+    return {k: v for k, v in item.metadata.items() if k.startswith(RESERVED_PREFIX)}
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One share: ``owner`` lets ``grantee`` read (or write) one item or all their memories."""
+
+    owner: str
+    grantee: str
+    access: Access
+    item_id: str | None = None
+    created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+    @property
+    def key(self) -> str:
+        scope = f"item:{self.item_id}" if self.item_id else "cube"
+        return json.dumps([scope, self.owner, self.grantee])
+
+
+class Governance:
+    """Grants, access checks and the ``where`` clause that scopes reads. Owned by a cube."""
+
+    def __init__(self, backend: ChromaBackend, prefix: str, *, grant_cache_seconds: float = 1.0):
+        self.backend = backend
+        self.collection = backend._collection(f"{prefix}_grants", cosine=False)
+        self.cache_seconds = grant_cache_seconds
+        self._lock = threading.RLock()
+        self._loaded_at = float("-inf")
+        self._cube_grants: dict[str, dict[str, Access]] = {}  # grantee -> owner -> access
+        self._item_grantees: set[str] = set()
+
+    # ------------------------------------------------------------------ grant storage
+    def _refresh(self, force: bool = False) -> None:
+        with self._lock:
+            if not force and time.monotonic() - self._loaded_at < self.cache_seconds:
+                return
+            res = self.backend.get(self.collection)
+            cube: dict[str, dict[str, Access]] = {}
+            items: set[str] = set()
+            for md in res["metadatas"]:
+                if md.get("item_id"):
+                    items.add(md["grantee"])
+                else:
+                    cube.setdefault(md["grantee"], {})[md["owner"]] = Access(md["access"])
+            self._cube_grants, self._item_grantees = cube, items
+            self._loaded_at = time.monotonic()
+
+    def grants(self, *, owner: str | None = None, grantee: str | None = None) -> list[Grant]:
+        """Stored grants, optionally of one owner and/or to one grantee."""
+        res = self.backend.get(self.collection)
+        out = []
+        for md in res["metadatas"]:
+            if owner is not None and md["owner"] != owner:
+                continue
+            if grantee is not None and md["grantee"] != grantee:
+                continue
+            out.append(
+                Grant(
+                    owner=md["owner"],
+                    grantee=md["grantee"],
+                    access=Access(md["access"]),
+                    item_id=md.get("item_id") or None,
+                    created_at=datetime.fromtimestamp(md["ts"], timezone.utc),
+                )
+            )
+        return sorted(out, key=lambda g: (g.created_at, g.key))
+
+    def put_grants(self, grants: Sequence[Grant]) -> None:
+        if not grants:
+            return
+        self.backend.upsert(
+            self.collection,
+            [g.key for g in grants],
+            embeddings=None,
+            documents=None,
+            metadatas=[
+                {
+                    "owner": g.owner,
+                    "grantee": g.grantee,
+                    "access": g.access.value,
+                    "item_id": g.item_id or "",
+                    "ts": g.created_at.timestamp(),
+                }
+                for g in grants
+            ],
+        )
+        self._refresh(force=True)
+
+    def delete_grants(self, grants: Sequence[Grant]) -> None:
+        if grants:
+            self.backend.delete(self.collection, ids=[g.key for g in grants])
+            self._refresh(force=True)
+
+    # ------------------------------------------------------------------ checks
+    def cube_access(self, owner: str, user_id: str) -> Access | None:
+        """The whole-cube grant ``owner`` gave ``user_id``, if any."""
+        self._refresh()
+        return self._cube_grants.get(user_id, {}).get(owner)
+
+    def access(self, item: MemoryItem, user_id: str | None) -> Access | None:
+        """What ``user_id`` may do with ``item`` (``None``: nothing). The owner and the
+        application (``user_id=None``) may do everything."""
+        if user_id is None or item.user_id == user_id:
+            return Access.WRITE
+        granted = [self.cube_access(item.user_id, user_id)]
+        value = item.metadata.get(share_key(user_id))
+        if value in (Access.READ.value, Access.WRITE.value):
+            granted.append(Access(value))
+        if Access.WRITE in granted:
+            return Access.WRITE
+        if Access.READ in granted:
+            return Access.READ
+        return None
+
+    def can_read(self, item: MemoryItem, user_id: str | None) -> bool:
+        return self.access(item, user_id) is not None
+
+    def check_write(self, item: MemoryItem, user_id: str | None) -> None:
+        """Raise unless ``user_id`` may change ``item``."""
+        acc = self.access(item, user_id)
+        if acc is None:
+            raise ItemNotFoundError(f"no memory with id {item.id!r} for user {user_id!r}.")
+        if acc is not Access.WRITE:
+            raise AccessDeniedError(
+                f"user {user_id!r} may only read memory {item.id!r} (shared read-only by "
+                f"{item.user_id!r}); ask the owner to share it with access='write'."
+            )
+
+    def check_owner(self, item: MemoryItem, user_id: str | None) -> None:
+        if user_id is not None and item.user_id != user_id:
+            if self.can_read(item, user_id):
+                raise AccessDeniedError(
+                    f"only the owner ({item.user_id!r}) may share or unshare memory {item.id!r}."
+                )
+            raise ItemNotFoundError(f"no memory with id {item.id!r} for user {user_id!r}.")
+
+    def scope_clause(
+        self, user_id: str, *, include_archived: bool, include_shared: bool
+    ) -> dict[str, Any]:
+        """The ``where`` clause of the memories ``user_id`` may read. Without grants it is the
+        single equality clause of the core (as cheap as raw Chroma); grants add an ``$or``."""
+        user_key = "user_id" if include_archived else "live_user_id"
+        if not include_shared:
+            return {user_key: {"$eq": user_id}}
+        self._refresh()
+        owners = sorted(self._cube_grants.get(user_id, {}))
+        if owners:
+            own: dict[str, Any] = {user_key: {"$in": [user_id, *owners]}}
+        else:
+            own = {user_key: {"$eq": user_id}}
+        if user_id not in self._item_grantees:
+            return own
+        shared: dict[str, Any] = {
+            f"md:{share_key(user_id)}": {"$in": [Access.READ.value, Access.WRITE.value]}
+        }
+        if not include_archived:
+            shared = {"$and": [shared, {"live": {"$eq": True}}]}
+        return {"$or": [own, shared]}
+
+
+# ---------------------------------------------------------------------------- audit
+@dataclass(frozen=True)
+class AuditEntry:
+    """One recorded operation."""
+
+    id: str
+    time: datetime
+    actor: str
+    op: str
+    item_ids: tuple[str, ...]
+    detail: dict[str, Any]
+
+
+@dataclass
+class AuditConfig:
+    """Attributes:
+    enabled: record anything at all.
+    log_reads: record reads (search, get, working memory...), not only writes.
+    read_buffer: reads are written in batches of this many entries.
+    max_query_chars: how much of a search query is kept in the entry (0: none).
+    """
+
+    enabled: bool = True
+    log_reads: bool = True
+    read_buffer: int = 64
+    max_query_chars: int = 200
+
+
+class AuditLog:
+    """Append-only log of operations in the cube's ``audit`` Chroma collection."""
+
+    def __init__(self, backend: ChromaBackend, config: AuditConfig | None = None) -> None:
+        self.backend = backend
+        self.config = config or AuditConfig()
+        self._buffer: list[tuple[str, dict[str, Any], str]] = []
+        self._lock = threading.Lock()
+        self._seq = 0
+
+    def record(
+        self,
+        op: str,
+        actor: str | None,
+        item_ids: Sequence[str] = (),
+        detail: dict[str, Any] | None = None,
+        *,
+        read: bool = False,
+    ) -> None:
+        """Record one operation. Writes are stored at once (one Chroma call); reads are
+        buffered."""
+        cfg = self.config
+        if not cfg.enabled or (read and not cfg.log_reads):
+            return
+        now = time.time()
+        ids = list(dict.fromkeys(item_ids))
+        with self._lock:
+            self._seq += 1
+            entry_id = f"{now:.6f}-{uuid.uuid4().hex[:12]}"
+            md = {
+                "ts": now,
+                "actor": ADMIN_ACTOR if actor is None else actor,
+                "op": op,
+                "n_items": len(ids),
+                "detail": json.dumps(detail or {}, default=str),
+            }
+            self._buffer.append((entry_id, md, " ".join(ids) if ids else "-"))
+            if read and len(self._buffer) < max(1, cfg.read_buffer):
+                return
+        self.flush()
+
+    def flush(self) -> None:
+        """Write buffered entries (one Chroma call)."""
+        with self._lock:
+            pending, self._buffer = self._buffer, []
+        if not pending:
+            return
+        try:
+            self.backend.upsert(
+                self.backend.audit,
+                [p[0] for p in pending],
+                embeddings=[[p[1]["ts"] % 1e6] for p in pending],
+                documents=[p[2] for p in pending],
+                metadatas=[p[1] for p in pending],
+            )
+        except Exception:
+            with self._lock:  # keep them for the next flush rather than lose them
+                self._buffer = pending + self._buffer
+            raise
+
+    def query(
+        self,
+        *,
+        actor: str | None = None,
+        op: str | Sequence[str] | None = None,
+        item_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[AuditEntry]:
+        """Entries matching every given condition, oldest first (the newest ``limit``)."""
+        self.flush()
+        clauses: list[dict[str, Any]] = []
+        if actor is not None:
+            check_scope_id(actor, "actor")
+            clauses.append({"actor": {"$eq": actor}})
+        if op is not None:
+            ops = [op] if isinstance(op, str) else list(op)
+            clauses.append({"op": {"$in": ops}})
+        if since is not None:
+            clauses.append({"ts": {"$gte": as_utc(since).timestamp()}})
+        if until is not None:
+            clauses.append({"ts": {"$lte": as_utc(until).timestamp()}})
+        where = None if not clauses else clauses[0] if len(clauses) == 1 else {"$and": clauses}
+        kwargs: dict[str, Any] = {"where": where, "include": ["metadatas", "documents"]}
+        if item_id is not None:
+            kwargs["where_document"] = {"$contains": item_id}
+        res = self.backend._retry(lambda: self.backend.audit.get(**kwargs), "audit query")
+        out = []
+        for eid, md, doc in zip(res["ids"], res["metadatas"], res["documents"]):
+            ids = tuple(x for x in (doc or "").split() if x != "-")
+            if item_id is not None and item_id not in ids:
+                continue
+            out.append(
+                AuditEntry(
+                    id=eid,
+                    time=datetime.fromtimestamp(md["ts"], timezone.utc),
+                    actor=md["actor"],
+                    op=md["op"],
+                    item_ids=ids,
+                    detail=json.loads(md.get("detail") or "{}"),
+                )
+            )
+        out.sort(key=lambda e: (e.time, e.id))
+        if limit is not None:
+            if limit < 1:
+                raise InvalidInputError("limit must be a positive integer.")
+            out = out[-limit:]
+        return out
+
+
+__all__ = [
+    "ADMIN_ACTOR",
+    "Access",
+    "AuditConfig",
+    "AuditEntry",
+    "AuditLog",
+    "Governance",
+    "Grant",
+    "check_reserved_metadata",
+    "reserved_metadata",
+    "share_key",
+]

@@ -1,0 +1,386 @@
+"""Bringing verified memories (from a MIP archive or a foreign export) into a cube."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from memcube.atomic import _fsync_dir
+from memcube.errors import InvalidInputError
+from memcube.interchange.format import DEFAULT_LIMITS, ImportLimits
+from memcube.interchange.payloads import PayloadUnit, fingerprint_digest, unit_fingerprint
+from memcube.interchange.reader import StagedArchive, read_archive
+from memcube.interchange.signing import PublicKeyLike
+from memcube.items import LifecycleState, MemoryItem
+
+if TYPE_CHECKING:
+    from memcube.cube import MemCube
+    from memcube.plaintext.embedder import Embedder
+
+OnConflict = Literal["skip", "overwrite", "new_version"]
+ON_CONFLICT = ("skip", "overwrite", "new_version")
+ProgressFn = Callable[[str, int, "int | None"], None]
+_RESTORE_BATCH = 128
+
+
+@dataclass
+class DroppedPayload:
+    """A cache or adapter that was not attached, and why."""
+
+    unit: str
+    files: list[str]
+    reason: str
+
+
+@dataclass
+class ImportReport:
+    """What an import did. ``dropped`` caches can be rebuilt from the imported plaintext."""
+
+    source: str
+    format: str
+    target: str
+    source_cube_id: str | None = None
+    source_embedder: str | None = None
+    target_embedder: str | None = None
+    reembedded: bool = False
+    signature: str = "unsigned"
+    signer_key_id: str | None = None
+    added: int = 0
+    overwritten: int = 0
+    new_versions: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    versions_written: int = 0
+    attached: list[str] = field(default_factory=list)
+    dropped: list[DroppedPayload] = field(default_factory=list)
+    skipped_files: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def imported(self) -> int:
+        return self.added + self.overwritten + self.new_versions
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["imported"] = self.imported
+        return d
+
+
+def check_on_conflict(on_conflict: str) -> None:
+    if on_conflict not in ON_CONFLICT:
+        raise InvalidInputError(f"on_conflict must be one of {ON_CONFLICT}, got {on_conflict!r}.")
+
+
+def _plan(
+    cube: MemCube, records: Sequence[Sequence[MemoryItem]], on_conflict: str, report: ImportReport
+) -> tuple[list[Sequence[MemoryItem]], list[Sequence[MemoryItem]], list[Sequence[MemoryItem]]]:
+    """Split records into (new, overwrite, new_version) without writing anything."""
+    ids = [r[0].id for r in records]
+    existing: dict[str, MemoryItem] = {}
+    for start in range(0, len(ids), 1000):
+        for it in cube.get_many(ids[start : start + 1000]):
+            existing[it.id] = it
+    new, over, bump = [], [], []
+    for versions in records:
+        current = existing.get(versions[0].id)
+        if current is None:
+            new.append(versions)
+        elif on_conflict == "skip":
+            report.skipped.append((current.id, "already in the target cube (on_conflict='skip')"))
+        elif on_conflict == "overwrite":
+            over.append(versions)
+        elif current.user_id != versions[-1].user_id:
+            report.skipped.append(
+                (current.id, "the target's memory with this id belongs to another user")
+            )
+        elif current.state == LifecycleState.FROZEN:
+            report.skipped.append(
+                (current.id, "frozen in the target cube; unfreeze it to update it")
+            )
+        elif (
+            current.content_hash == versions[-1].content_hash
+            and current.metadata == versions[-1].metadata
+        ):
+            report.skipped.append((current.id, "identical to the target's current version"))
+        else:
+            bump.append(versions)
+    return new, over, bump
+
+
+def apply_records(
+    cube: MemCube,
+    records: Sequence[Sequence[MemoryItem]],
+    *,
+    on_conflict: str,
+    report: ImportReport,
+    progress: ProgressFn | None = None,
+) -> None:
+    """Write validated records into ``cube`` following ``on_conflict``."""
+    new, over, bump = _plan(cube, records, on_conflict, report)
+    total = len(new) + len(over) + len(bump)
+    done = 0
+    for versions in over:
+        cube.delete(versions[0].id, hard=True)
+    restore = list(new) + list(over)
+    for start in range(0, len(restore), _RESTORE_BATCH):
+        batch = restore[start : start + _RESTORE_BATCH]
+        cube._restore(batch, detail={"source": report.source, "format": report.format})
+        report.versions_written += sum(len(v) for v in batch)
+        done += len(batch)
+        if progress:
+            progress("memories", done, total)
+    report.added += len(new)
+    report.overwritten += len(over)
+    for versions in bump:
+        latest = versions[-1]
+        cube.update(
+            latest.id,
+            content=latest.content,
+            metadata=latest.metadata,
+            tags=latest.tags,
+            importance=latest.importance,
+            memory_type=latest.memory_type,
+            event_time=latest.event_time,
+            expires_at=latest.expires_at,
+            state=latest.state,
+            provenance=latest.provenance,
+        )
+        report.new_versions += 1
+        report.versions_written += 1
+        done += 1
+        if progress:
+            progress("memories", done, total)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _copy_atomic(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(dst.parent)
+
+
+def plan_payloads(
+    staged: StagedArchive, model_fingerprint: Any, target_root: Path, on_conflict: str
+) -> tuple[list[PayloadUnit], list[DroppedPayload]]:
+    """Decide, per cache/adapter unit, whether it is attached (same model) or dropped."""
+    target_fp = fingerprint_digest(model_fingerprint)
+    attach: list[PayloadUnit] = []
+    dropped: list[DroppedPayload] = []
+    for unit in staged.units:
+        what = "KV cache" if unit.kind == "activation" else "adapter"
+        fp = unit_fingerprint(unit, staged.read_json)
+        if fp is None:
+            if not any(f.endswith(".safetensors") for f in unit.files):
+                reason = (
+                    "holds no tensors and names no model fingerprint (e.g. a per-user adapter "
+                    "mapping); not attached: set it again in the target"
+                )
+            else:
+                reason = f"its manifest names no model fingerprint; a {what} is only attached to the model it was built for"
+            dropped.append(DroppedPayload(unit.key, unit.files, reason))
+            continue
+        if target_fp is None:
+            dropped.append(
+                DroppedPayload(
+                    unit.key,
+                    unit.files,
+                    f"target model unknown: pass model_fingerprint=... to attach it (built for {fp[:16]}); rebuild it from the imported memories otherwise",
+                )
+            )
+            continue
+        if fp != target_fp:
+            dropped.append(
+                DroppedPayload(
+                    unit.key,
+                    unit.files,
+                    f"built for model {fp[:16]}, target model is {target_fp[:16]}; rebuild it from the imported memories",
+                )
+            )
+            continue
+        clash = [
+            f
+            for f in unit.files
+            if (target_root / f).exists() and _sha256(target_root / f) != _sha256(staged.files[f])
+        ]
+        if clash and on_conflict != "overwrite":
+            dropped.append(
+                DroppedPayload(
+                    unit.key,
+                    unit.files,
+                    f"the target already has a different {clash[0]} (on_conflict={on_conflict!r} keeps it)",
+                )
+            )
+            continue
+        attach.append(unit)
+    return attach, dropped
+
+
+def attach_payloads(
+    staged: StagedArchive, units: Iterable[PayloadUnit], target_root: Path
+) -> list[str]:
+    """Copy verified unit files into the cube folder (each file atomically)."""
+    done = []
+    for unit in units:
+        # Tensors first, manifests last: a reader that finds a manifest finds its tensors.
+        for name in sorted(unit.files, key=lambda n: n.endswith(".json")):
+            _copy_atomic(staged.files[name], target_root / name)
+        done.append(unit.key)
+    return done
+
+
+def import_staged(
+    staged: StagedArchive,
+    cube: MemCube,
+    *,
+    on_conflict: str = "skip",
+    model_fingerprint: Any = None,
+    progress: ProgressFn | None = None,
+) -> ImportReport:
+    """Import a verified archive into an open cube."""
+    check_on_conflict(on_conflict)
+    m = staged.manifest
+    report = ImportReport(
+        source=staged.source,
+        format="mip",
+        target=str(cube.path),
+        source_cube_id=m.cube_id,
+        source_embedder=f"{m.embedder_id} ({m.embedding_dimension}-d)",
+        target_embedder=f"{cube.manifest.embedder_id} ({cube.manifest.embedding_dimension}-d)",
+        signature=staged.signature.status,
+        signer_key_id=staged.signature.key_id,
+    )
+    report.reembedded = (
+        m.embedder_id != cube.manifest.embedder_id
+        or m.embedding_dimension != cube.manifest.embedding_dimension
+    )
+    if report.reembedded:
+        report.warnings.append(
+            f"the archive was embedded with {m.embedder_id}; memories were re-embedded with "
+            f"{cube.manifest.embedder_id}."
+        )
+    attach, dropped = plan_payloads(staged, model_fingerprint, cube.path, on_conflict)
+    apply_records(cube, staged.records, on_conflict=on_conflict, report=report, progress=progress)
+    report.attached = attach_payloads(staged, attach, cube.path)
+    report.dropped = dropped
+    return report
+
+
+def import_archive(
+    path: str | os.PathLike[str],
+    into: MemCube | str | os.PathLike[str],
+    *,
+    on_conflict: OnConflict = "skip",
+    trusted_keys: Iterable[PublicKeyLike] | None = None,
+    model_fingerprint: Any = None,
+    format: str = "auto",
+    user_id: str | None = None,
+    chroma_url: str | None = None,
+    embedder: Embedder | None = None,
+    limits: ImportLimits = DEFAULT_LIMITS,
+    progress: ProgressFn | None = None,
+) -> tuple[MemCube, ImportReport]:
+    """Import a MIP archive, or a MemOS / LangGraph / mem0 export, into a cube.
+
+    Everything is read and checked before the target is opened or written: on any error the
+    target is unchanged (and a target folder that did not exist is not created).
+
+    Args:
+        path: a ``.mip.tar.gz`` archive, a MemOS cube folder, or a LangGraph/mem0 JSON file.
+        into: an open :class:`~memcube.MemCube`, or the folder of the target cube (created when
+            missing; opened with ``chroma_url`` and ``embedder``).
+        on_conflict: for memories whose id already exists: ``"skip"`` them, ``"overwrite"``
+            the target's memory and its history, or add the archive's version as a
+            ``"new_version"`` of the target's memory.
+        trusted_keys: Ed25519 public keys; when given the archive must be signed by one of them.
+        model_fingerprint: the target model's fingerprint (digest string or mapping). KV caches
+            and adapters are attached only when their manifest names the same fingerprint; the
+            others are listed in ``report.dropped``.
+        format: ``"auto"``, ``"mip"``, ``"memos"``, ``"langgraph"`` or ``"mem0"``.
+        user_id: owner for foreign memories that name none.
+
+    Returns:
+        ``(cube, report)``. When ``into`` was a path the cube is open: close it when done.
+    """
+    from memcube.interchange.foreign import detect_format, read_foreign
+
+    check_on_conflict(on_conflict)
+    fmt = detect_format(path) if format == "auto" else format
+    if fmt == "mip":
+        staged: StagedArchive | None = read_archive(path, trusted_keys=trusted_keys, limits=limits)
+        bundle = None
+    else:
+        if trusted_keys is not None:
+            raise InvalidInputError(
+                f"a {fmt} export carries no signature; drop trusted_keys to import it."
+            )
+        bundle = read_foreign(path, fmt, user_id=user_id, limits=limits)
+        staged = None
+    try:
+        cube, opened = _target(into, chroma_url=chroma_url, embedder=embedder)
+        try:
+            if staged is not None:
+                report = import_staged(
+                    staged,
+                    cube,
+                    on_conflict=on_conflict,
+                    model_fingerprint=model_fingerprint,
+                    progress=progress,
+                )
+            else:
+                assert bundle is not None
+                report = ImportReport(
+                    source=str(path),
+                    format=fmt,
+                    target=str(cube.path),
+                    source_embedder=bundle.embedder,
+                    target_embedder=f"{cube.manifest.embedder_id} ({cube.manifest.embedding_dimension}-d)",
+                    reembedded=True,
+                    skipped_files=list(bundle.skipped_files),
+                    warnings=list(bundle.warnings),
+                )
+                report.skipped.extend(bundle.skipped_items)
+                apply_records(
+                    cube, bundle.records, on_conflict=on_conflict, report=report, progress=progress
+                )
+        except BaseException:
+            if opened:
+                cube.close()
+            raise
+    finally:
+        if staged is not None:
+            staged.cleanup()
+    return cube, report
+
+
+def _target(
+    into: MemCube | str | os.PathLike[str], *, chroma_url: str | None, embedder: Embedder | None
+) -> tuple[MemCube, bool]:
+    from memcube.cube import MemCube
+
+    if isinstance(into, MemCube):
+        into._check_open()
+        return into, False
+    if not isinstance(into, (str, os.PathLike)):
+        raise InvalidInputError("into must be an open MemCube or the path of the target cube.")
+    return MemCube.open(into, chroma_url=chroma_url, embedder=embedder), True

@@ -1,0 +1,151 @@
+"""Lexical matching: a tokenizer with light stemming and an Okapi BM25 index kept in memory.
+
+Dense embeddings miss rare words (names, places, titles, numbers); BM25 finds them. The index here
+is small and dependency-free: it is built per user from the texts the cube stores and rebuilt when
+the data changes (see :mod:`memcube.plaintext.retrieval`).
+
+Example:
+    >>> idx = BM25Index(["Alice adopted a greyhound named Biscuit", "Bob likes chess"])
+    >>> [bool(s > 0) for s in idx.scores(tokenize("who is Biscuit?"))]
+    [True, False]
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+#: Function words that carry no topic. Question words are included: "when", "what", "did".
+STOPWORDS = frozenset(
+    """a about above after again against all am an and any are aren't as at be because been before
+    being below between both but by can could did didn't do does doesn't doing don't down during
+    each few for from further had has have having he he'd he'll he's her here here's hers herself
+    him himself his how how's i i'd i'll i'm i've if in into is isn't it it's its itself just let's
+    me more most my myself no nor not of off on once only or other ought our ours ourselves out over
+    own same shan't she she'd she'll she's should so some such than that that's the their theirs
+    them themselves then there there's these they they'd they'll they're they've this those through
+    to too under until up very was wasn't we we'd we'll we're we've were weren't what what's when
+    when's where where's which while who who's whom why why's with won't would wouldn't you you'd
+    you'll you're you've your yours yourself yourselves s t d ll m re ve also got get go going
+    gone really yeah oh hey hi ok okay yes thanks thank so much lot lots like just""".split()
+)
+
+_TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+
+
+def stem(word: str) -> str:
+    """A light English suffix stripper (plural, -ing, -ed, -ly, -ies...), enough to match
+    "painting"/"painted"/"paints" and "adoption"/"adopting" loosely, never over-aggressive on
+    short words."""
+    w = word
+    if len(w) <= 3:
+        return w
+    for suffix, repl, min_len in (
+        ("ational", "ate", 8),
+        ("ization", "ize", 8),
+        ("fulness", "ful", 8),
+        ("iveness", "ive", 8),
+        ("ations", "ate", 7),
+        ("ation", "ate", 6),
+        ("ments", "", 7),
+        ("ment", "", 6),
+        ("ness", "", 6),
+        ("ities", "ity", 6),
+        ("ingly", "", 7),
+        ("edly", "", 6),
+        ("ies", "y", 5),
+        ("ied", "y", 5),
+        ("ing", "", 6),
+        ("ers", "er", 5),
+        ("ed", "", 5),
+        ("ly", "", 6),
+        ("es", "", 5),
+        ("s", "", 4),
+    ):
+        if w.endswith(suffix) and len(w) >= min_len:
+            if suffix == "s" and w.endswith(("ss", "us", "is")):
+                return w
+            if suffix == "es" and not w.endswith(("ches", "shes", "sses", "xes", "zes")):
+                w = w[:-1]
+                break
+            w = w[: len(w) - len(suffix)] + repl
+            break
+    # "running" -> "runn" -> "run"; "hopped" -> "hopp" -> "hop"
+    if len(w) > 4 and w[-1] == w[-2] and w[-1] not in "lsz":
+        w = w[:-1]
+    if w.endswith("e") and len(w) > 4:
+        w = w[:-1]
+    return w
+
+
+def tokenize(text: str, *, stopwords: frozenset[str] = STOPWORDS) -> list[str]:
+    """Lower-case word tokens, stop words dropped, lightly stemmed. Possessives are folded
+    ("Melanie's" -> "melanie")."""
+    out = []
+    for tok in _TOKEN.findall(text.lower().replace("\u2019", "'")):
+        if "'" in tok:
+            head, _, tail = tok.partition("'")
+            tok = head if tail in ("s", "") else tok
+        if tok in stopwords:
+            continue
+        out.append(stem(tok))
+    return out
+
+
+class BM25Index:
+    """Okapi BM25 over a fixed list of documents (already tokenized or raw text).
+
+    Args:
+        docs: the documents, as strings (tokenized with :func:`tokenize`) or token lists.
+        k1: term-frequency saturation.
+        b: length normalisation.
+    """
+
+    def __init__(
+        self, docs: Sequence[str] | Sequence[list[str]], *, k1: float = 1.2, b: float = 0.75
+    ) -> None:
+        self.k1 = k1
+        self.b = b
+        token_lists = [tokenize(d) if isinstance(d, str) else list(d) for d in docs]
+        self.n_docs = len(token_lists)
+        lengths = np.array([len(t) for t in token_lists], dtype=np.float32)
+        self.avg_len = float(lengths.mean()) if self.n_docs and lengths.sum() else 1.0
+        norm = k1 * (1.0 - b + b * lengths / self.avg_len) if self.n_docs else lengths
+        postings: dict[str, tuple[list[int], list[int]]] = {}
+        for i, toks in enumerate(token_lists):
+            for term, tf in Counter(toks).items():
+                entry = postings.setdefault(term, ([], []))
+                entry[0].append(i)
+                entry[1].append(tf)
+        # Per term: doc indices and the precomputed BM25 weight of the term in each doc.
+        self._postings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._idf: dict[str, float] = {}
+        for term, (idx, tfs) in postings.items():
+            ids = np.asarray(idx, dtype=np.int64)
+            tf = np.asarray(tfs, dtype=np.float32)
+            df = len(idx)
+            idf = math.log(1.0 + (self.n_docs - df + 0.5) / (df + 0.5))
+            self._idf[term] = idf
+            self._postings[term] = (ids, (tf * (k1 + 1.0) / (tf + norm[ids])).astype(np.float32))
+
+    def idf(self, term: str) -> float:
+        """Inverse document frequency of a (tokenized) term; 0 for an unknown term."""
+        return self._idf.get(term, 0.0)
+
+    def scores(
+        self, query_tokens: Iterable[str], weights: dict[str, float] | None = None
+    ) -> np.ndarray:
+        """BM25 score of every document for the query tokens (a repeated token counts once,
+        optionally scaled by ``weights[token]``)."""
+        out = np.zeros(self.n_docs, dtype=np.float32)
+        for term in dict.fromkeys(query_tokens):
+            hit = self._postings.get(term)
+            if hit is None:
+                continue
+            w = self._idf[term] * (weights.get(term, 1.0) if weights else 1.0)
+            out[hit[0]] += w * hit[1]
+        return out

