@@ -30,6 +30,7 @@ from memcube.dates import find_dates
 from memcube.extractors import ExtractionProblem, LLMExtractor, rule_facts
 from memcube.items import MemoryItem, MemoryType, Provenance, as_utc, build_item, utcnow
 from memcube.messages import Turn, to_turn
+from memcube.plaintext.context import attach_context
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,19 @@ def _as_extractor(extractor: Any) -> Extractor:
     )
 
 
+def _with_turn_context(drafts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Give each turn memory the turn before it as retrieval context (see
+    :mod:`memcube.plaintext.context`): "A sunset!" is found from "What did you paint?"."""
+    turn_idx = [
+        i
+        for i, d in enumerate(drafts)
+        if isinstance(d, dict) and str(getattr(d.get("memory_type"), "value", d.get("memory_type"))) == "episodic"
+    ]
+    for i, draft in zip(turn_idx, attach_context([drafts[i] for i in turn_idx])):
+        drafts[i] = draft  # type: ignore[assignment]
+    return drafts
+
+
 def read_messages(
     messages: Iterable[Any],
     *,
@@ -136,7 +150,7 @@ def read_messages(
         "fact_roles": tuple(fact_roles),
         "problems": [],
     }
-    drafts = _as_extractor(extractor)(turns, context)
+    drafts = _with_turn_context(_as_extractor(extractor)(turns, context))
     problems: list[ExtractionProblem] = list(context["problems"])
     flagged = {mid: p for p in problems for mid in p.message_ids}
     items = []

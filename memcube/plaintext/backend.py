@@ -27,27 +27,6 @@ T = TypeVar("T")
 
 #: History and audit collections hold no meaningful vector; Chroma still wants one.
 PLACEHOLDER_VECTOR = [0.0]
-#: Legacy HNSW metadata that Chroma still reads if present (with a pickle decoder that refuses
-#: code, but then fails every query). Chroma 1.x never writes it, so one found here was planted.
-LEGACY_PICKLE = "index_metadata.pickle"
-
-
-def quarantine_pickles(chroma_dir: Path) -> list[Path]:
-    """Rename planted ``index_metadata.pickle`` files so Chroma never opens them.
-
-    They are kept (as ``*.quarantined``) for inspection, never deleted and never loaded.
-    """
-    moved: list[Path] = []
-    if not chroma_dir.is_dir():
-        return moved
-    for found in chroma_dir.glob(f"*/{LEGACY_PICKLE}"):
-        target = found.with_name(f"{LEGACY_PICKLE}.quarantined")
-        found.replace(target)
-        log.warning("moved %s aside: memcube never loads pickles (kept as %s)", found, target.name)
-        moved.append(target)
-    return moved
-
-
 def _is_connection_error(exc: BaseException) -> bool:
     names = {type(e).__name__ for e in _chain(exc)}
     return bool(
@@ -109,7 +88,8 @@ class ChromaBackend:
                 "connect",
             )
         else:
-            quarantine_pickles(path / "chroma")
+            # Chroma persists its HNSW index beside a file named index_metadata.pickle, which
+            # its Rust code decodes with a data-only decoder (no Python unpickling, no code).
             self.client = chromadb.PersistentClient(path=str(path / "chroma"), settings=settings)
         self.items = self._collection(f"{prefix}_items", cosine=True)
         self.history = self._collection(f"{prefix}_history", cosine=False)

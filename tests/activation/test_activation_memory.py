@@ -11,6 +11,7 @@ import pytest
 from memcube import MemCube
 from memcube.activation import ActivationStore, activation_memory, block_segments
 from memcube.errors import ModelMismatchError
+from memcube.items import MemoryItem
 from memcube.runtime import ChatMessage, GenerationOptions, Runtime
 from memcube.runtime.session import MemoryOptions, chat
 
@@ -98,8 +99,8 @@ def test_cache_is_refused_by_another_model(
     runtime: Runtime, tiny_llama_runtime: Runtime, tmp_path: Path
 ) -> None:
     store = ActivationStore(tmp_path, runtime)
-    ids = runtime.prompt([ChatMessage("user", "x")], activation_segments=block_segments([])
-                         or ["Long-term memories about the user:\n- likes tea"]).prefix_ids
+    segments = block_segments([MemoryItem(content="likes tea", user_id="alice")])
+    ids = runtime.prompt([ChatMessage("user", "x")], activation_segments=segments).prefix_ids
     entry = store.get_or_build(ids, user_id="alice")
     other = ActivationStore(tmp_path, tiny_llama_runtime)
     with pytest.raises(ModelMismatchError, match="was built for model 'SmolLM2-135M-Instruct'"):
@@ -107,7 +108,7 @@ def test_cache_is_refused_by_another_model(
     # the other model never picks it up as its own: it builds its own cache
     own = other.get_or_build(ids, user_id="alice")
     assert own.manifest.key != entry.manifest.key
-    assert own.manifest.fingerprint.model_id == "tiny-random-llama"
+    assert own.manifest.fingerprint_digest == tiny_llama_runtime.fingerprint.digest
 
 
 class _Boom:

@@ -10,8 +10,8 @@ from pathlib import Path
 from memcube import MemCube
 
 PLANTED_NAMES = [
-    "index_metadata.pickle",  # the name of Chroma's legacy HNSW metadata file
     "cube.pkl",
+    "index.pickle",
     "activation_memory.pickle",  # what MemOS ships its KV caches as
     "adapter_model.bin",  # PEFT's pickled adapter weights
     "cache.pt",
@@ -65,10 +65,25 @@ def test_planted_pickles_are_never_loaded(open_cube, tmp_path: Path) -> None:
         cube.add("another memory", user_id="alice")
         cube.close()
         assert not marker.exists(), "a planted pickle was loaded"
-    for p in planted:
-        # Left alone, or (Chroma's legacy pickle name inside its segment folders) moved aside
-        # so that Chroma never opens it; never rewritten, never deleted.
-        kept_as = p if p.exists() else p.with_name(p.name + ".quarantined")
-        assert kept_as.read_bytes() == payload
-        if kept_as != p:
-            assert p.name == "index_metadata.pickle" and p.parent.parent.name == "chroma"
+    for p in planted:  # left alone: never rewritten, never deleted, never loaded
+        assert p.read_bytes() == payload
+
+
+def test_large_embedded_cube_reopens(tmp_path: Path) -> None:
+    """Past Chroma's sync threshold (1,000 vectors) its HNSW index is persisted with Chroma's own
+    ``index_metadata.pickle`` (decoded by Chroma's Rust code, which runs no Python pickle); the
+    cube must leave that file alone and reopen with every item findable."""
+    from tests.helpers import HashEmbedder
+
+    path = tmp_path / "big"
+    with MemCube.open(path, embedder=HashEmbedder()) as cube:
+        items = cube.add_many(
+            [{"content": f"bulk memory number {i} about topic {i % 37}"} for i in range(1500)],
+            user_id="u",
+            progress=False,
+        )
+    assert list(path.glob("chroma/*/index_metadata.pickle")), "Chroma persisted no HNSW index"
+    with MemCube.open(path, embedder=HashEmbedder()) as cube:
+        assert cube.count(user_id="u") == 1500
+        assert cube.get(items[-1].id).content == items[-1].content
+        assert cube.search("bulk memory number 1499", user_id="u", k=5)
