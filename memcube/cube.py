@@ -4,6 +4,7 @@ versioning, usage counting and (later) governance live in exactly one place."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
@@ -65,6 +66,8 @@ from memcube.plaintext.records import (
 from memcube.plaintext.retrieval import RetrievalConfig, Retriever
 from memcube.redaction import RedactorLike, make_redactor
 from memcube.scheduler import SchedulerConfig, should_promote
+
+log = logging.getLogger(__name__)
 
 #: Items embedded and written per Chroma call in ``add_many``.
 DEFAULT_BATCH_SIZE = 256
@@ -236,6 +239,7 @@ class MemCube:
             if creation_lock is not None:
                 creation_lock.release()
         self._usage: dict[str, tuple[int, datetime]] = {}
+        self._usage_flushing = False
         self._usage_pending = 0
         self.scheduler_config = (scheduler or SchedulerConfig()).validate()
         self.lifecycle_config = (lifecycle or LifecycleConfig()).validate()
@@ -1306,8 +1310,22 @@ class MemCube:
                 n, _ = self._usage.get(i, (0, now))
                 self._usage[i] = (n + 1, now)
             self._usage_pending += len(ids)
-            if self._usage_pending >= USAGE_FLUSH_EVERY:
-                self.flush_usage()
+            if self._usage_pending < USAGE_FLUSH_EVERY or self._usage_flushing:
+                return
+            self._usage_flushing = True
+        # Off the search path: a flush rewrites hundreds of records (~0.5 s at 256 hits), which
+        # would otherwise land on one unlucky search.
+        threading.Thread(target=self._flush_usage_in_background, daemon=True).start()
+
+    def _flush_usage_in_background(self) -> None:
+        try:
+            with self._lock:
+                if not self._closed:
+                    self.flush_usage()
+        except Exception:  # usage is advisory; a failed flush must not take a search down
+            log.warning("flushing usage counts failed", exc_info=True)
+        finally:
+            self._usage_flushing = False
 
     def flush_usage(self) -> None:
         """Write buffered access counts. Usage is advisory: counts not yet flushed when a

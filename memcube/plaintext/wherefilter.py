@@ -1,10 +1,10 @@
 """Evaluate a Chroma ``where`` clause against flat record metadata, in process.
 
 The retriever ranks a user's records from an in-memory cache; this evaluator decides which cached
-records the cube's ``where`` clause (scope, lifecycle state, expiry, user filters) admits. It is
-deliberately *permissive* where Chroma's semantics could differ (a missing key under ``$ne`` /
-``$nin`` counts as a match): every hit is confirmed by Chroma itself before it is returned, so
-an over-permissive answer here only costs a refill, never a leak.
+records the cube's ``where`` clause (scope, lifecycle state, expiry, user filters) admits, and
+confirms the final hits on freshly read records. Equality and membership (the scope clauses)
+are exact; a missing key counts as a match only under ``$ne`` / ``$nin`` (a user-filter nuance,
+never a scope one: scope clauses never use those operators).
 
 Example:
     >>> where = {"$and": [{"user_id": {"$eq": "alice"}}, {"state": {"$nin": ["archived"]}}]}
@@ -45,8 +45,8 @@ def _compare(op: str, have: Any, want: Any) -> bool:
             return bool(have <= want)
     except TypeError:
         return False
-    # An operator this evaluator does not know: admit, and let Chroma's confirmation decide.
-    return True
+    # An operator this evaluator does not know cannot come from translate_filters; refuse it.
+    return False
 
 
 def matches(where: dict[str, Any] | None, md: dict[str, Any]) -> bool:

@@ -1,0 +1,102 @@
+"""Render the benchmarks' JSON results as the README's markdown table.
+
+Usage:
+    python -m benchmarks.report [--results benchmarks/results] [--update-readme]
+
+Only files that exist are reported; every figure comes from a JSON file written by a benchmark
+run, with the load average recorded where the benchmark recorded it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+START, END = "<!-- BENCHMARKS:START -->", "<!-- BENCHMARKS:END -->"
+
+
+def _load(folder: Path, name: str) -> dict[str, Any] | None:
+    path = folder / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def rows(folder: Path) -> list[tuple[str, str, str, str]]:
+    out: list[tuple[str, str, str, str]] = []
+    if core := _load(folder, "core"):
+        o, s = core["overhead"], core["systems"]
+        out.append((
+            f"core overhead vs raw Chroma, {core['items']:,} items (`benchmarks.core`)",
+            f"ingest {o['ingest']}x; search p50 {o['search_p50']}x "
+            f"({s['memcube']['search_p50_ms']} vs {s['raw_chroma']['search_p50_ms']} ms)",
+            "<= 1.3x",
+            "core.json",
+        ))
+    if loc := _load(folder, "locomo_dev"):
+        sy = loc["systems"]
+        lat = sy["memcube"].get("latency_ms", {})
+        out.append((
+            "LoCoMo evidence R@10, 5 dev conversations (`benchmarks.locomo`)",
+            f"memcube {sy['memcube']['overall']['R@10']}; dense {sy['dense']['overall']['R@10']}; "
+            f"BM25 {sy['bm25']['overall']['R@10']}; query p95 {lat.get('p95', '?')} ms",
+            ">= 75; p95 <= 50 ms",
+            "locomo_dev.json",
+        ))
+    kv = _load(folder, "kv_prefix_2048") or _load(folder, "kv_prefix")
+    if kv:
+        for r in kv["rows"]:
+            out.append((
+                f"KV prefix, {r['prefix_tokens']} tokens (`benchmarks.kv_prefix`)",
+                f"TTFT {r['ttft_text_s']} s -> {r['ttft_kv_s']} s ({r['speedup']}x); "
+                f"{r['kv_over_suffix_forward']}x suffix-only forward; identical: {r['identical']}",
+                ">= 20x at 2048; <= 1.3x",
+                f"{'kv_prefix_2048' if _load(folder, 'kv_prefix_2048') else 'kv_prefix'}.json "
+                f"(load {kv['machine'].get('loadavg_before', ['?'])[0]})",
+            ))
+    if lora := _load(folder, "lora_swap"):
+        out.append((
+            "LoRA swap (`benchmarks.lora_swap`)",
+            f"switch {lora['switch_ms']} ms; load {lora['load_s']} s; mixed batch "
+            f"+{round(100 * lora['mixed_batch_overhead'])}%; outputs equal: {lora['outputs_equal']}",
+            "<= 20 ms; <= 0.5 s; <= 35%",
+            "lora_swap.json",
+        ))
+    return out
+
+
+def markdown(folder: Path) -> str:
+    lines = [
+        "Measured on this project's machines: 2 CPU cores, 24 GB, no GPU, Python 3.11, "
+        "CPU torch. Figures are copied from the JSON files in `benchmarks/results/` by "
+        "`python -m benchmarks.report`.",
+        "",
+        "| benchmark | measured | target | source |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {a} | {b} | {c} | `{d}` |" for a, b, c, d in rows(folder)]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--update-readme", action="store_true")
+    args = parser.parse_args(argv)
+    table = markdown(args.results)
+    print(table)
+    if args.update_readme:
+        readme = ROOT / "README.md"
+        text = readme.read_text()
+        block = f"{START}\n{table}\n{END}"
+        if START in text:
+            text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
+        else:
+            text += f"\n## Benchmarks\n\n{block}\n"
+        readme.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
