@@ -240,6 +240,7 @@ class MemCube:
                 creation_lock.release()
         self._usage: dict[str, tuple[int, datetime]] = {}
         self._usage_flushing = False
+        self._usage_lock = threading.Lock()
         self._usage_pending = 0
         self.scheduler_config = (scheduler or SchedulerConfig()).validate()
         self.lifecycle_config = (lifecycle or LifecycleConfig()).validate()
@@ -1305,7 +1306,8 @@ class MemCube:
         if not ids:
             return
         now = utcnow()
-        with self._lock:
+        # A lock of its own: a search must not wait behind a flush (or any write) holding _lock.
+        with self._usage_lock:
             for i in ids:
                 n, _ = self._usage.get(i, (0, now))
                 self._usage[i] = (n + 1, now)
@@ -1319,9 +1321,8 @@ class MemCube:
 
     def _flush_usage_in_background(self) -> None:
         try:
-            with self._lock:
-                if not self._closed:
-                    self.flush_usage()
+            if not self._closed:
+                self.flush_usage()
         except Exception:  # usage is advisory; a failed flush must not take a search down
             log.warning("flushing usage counts failed", exc_info=True)
         finally:
@@ -1330,10 +1331,11 @@ class MemCube:
     def flush_usage(self) -> None:
         """Write buffered access counts. Usage is advisory: counts not yet flushed when a
         process dies are lost, memories never are."""
-        with self._lock:
+        with self._usage_lock:
             pending, self._usage, self._usage_pending = self._usage, {}, 0
-            if not pending:
-                return
+        if not pending:
+            return
+        with self._lock:  # the read-modify-write below must not interleave with new versions
             res = self.backend.get(self.backend.items, ids=list(pending))
             ids, metas = [], []
             for i, md in zip(res["ids"], res["metadatas"]):
