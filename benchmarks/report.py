@@ -47,7 +47,7 @@ def rows(folder: Path) -> list[tuple[str, str, str, str]]:
             ">= 75; p95 <= 50 ms",
             "locomo_dev.json",
         ))
-    kv = _load(folder, "kv_prefix_2048") or _load(folder, "kv_prefix")
+    kv = _load(folder, "kv_prefix")
     if kv:
         for r in kv["rows"]:
             out.append((
@@ -55,8 +55,7 @@ def rows(folder: Path) -> list[tuple[str, str, str, str]]:
                 f"TTFT {r['ttft_text_s']} s -> {r['ttft_kv_s']} s ({r['speedup']}x); "
                 f"{r['kv_over_suffix_forward']}x suffix-only forward; identical: {r['identical']}",
                 ">= 20x at 2048; <= 1.3x",
-                f"{'kv_prefix_2048' if _load(folder, 'kv_prefix_2048') else 'kv_prefix'}.json "
-                f"(load {kv['machine'].get('loadavg_before', ['?'])[0]})",
+                f"kv_prefix.json (load {kv['machine'].get('loadavg_before', ['?'])[0]})",
             ))
     if lora := _load(folder, "lora_swap"):
         out.append((
