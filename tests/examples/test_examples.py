@@ -31,4 +31,10 @@ def test_kv_cache_injection_example() -> None:
 @pytest.mark.slow
 def test_lora_per_user_example() -> None:
     out = run_example("examples/lora_per_user.py", "--steps", "2", "--max-tokens", "8")
-    assert out.strip()
+    # both adapters distilled and stored, each user's made their default, and all three
+    # generation paths (own adapter, per-call override, base model) ran
+    assert "stored alice@v1" in out and "stored bob@v1" in out
+    assert "per-user defaults: {'alice': 'alice', 'bob': 'bob'}" in out
+    for label in ("her own adapter (automatic):", "bob's adapter (per call):", "no cube, base model:"):
+        assert label in out
+    assert "2 memories of alice distilled" in out
