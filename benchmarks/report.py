@@ -65,6 +65,28 @@ def rows(folder: Path) -> list[tuple[str, str, str, str]]:
             "<= 20 ms; <= 0.5 s; <= 35%",
             "lora_swap.json",
         ))
+    if load := _load(folder, "load"):
+        over = load.get("overhead_cube_hybrid", {})
+
+        def fmt(rows: list[dict[str, Any]]) -> str:
+            return ", ".join(
+                f"N={r['clients']} p95 {r['p95']}x / throughput {r['throughput']}x" for r in rows
+            )
+
+        scale = load.get("at_scale") or {}
+        at_scale = (
+            f"; search at {scale['items']:,} items p50 "
+            f"{round(scale['cube_hybrid']['p50_ms'] / scale['raw']['p50_ms'], 2)}x"
+            if scale
+            else ""
+        )
+        out.append((
+            "server mode, mixed add/search, default cube vs raw Chroma (`benchmarks.load`)",
+            f"live MiniLM: {fmt(over.get('live', []))}; lookup (storage only): "
+            f"{fmt(over.get('lookup', []))}{at_scale}",
+            "<= 1.3x",
+            f"load.json (load {load['machine'].get('loadavg_before', ['?'])[0]})",
+        ))
     return out
 
 

@@ -49,6 +49,7 @@ from memcube.items import (
     utcnow,
 )
 from memcube.lifecycle import LifecycleConfig, plan_batch
+from memcube.outbox import Outbox
 from memcube.plaintext.backend import ChromaBackend
 from memcube.plaintext.embedder import (
     DEFAULT_MODEL_ID,
@@ -138,6 +139,7 @@ class MemCube:
         audit: AuditConfig | None = None,
         redactor: RedactorLike | bool | None = None,
         grant_cache_seconds: float = 1.0,
+        publish_interval: float = 0.1,
     ) -> MemCube:
         """Create the cube at ``path`` or open the one there.
 
@@ -161,6 +163,10 @@ class MemCube:
                 ``str -> str`` callable (see :mod:`memcube.redaction`).
             grant_cache_seconds: how long sharing grants are cached in this process (grants
                 made by other processes become visible within this time).
+            publish_interval: seconds within which the bookkeeping of a write (its audit entry,
+                and the marker that makes other processes' searches see it) is written; the
+                writes of one interval share one Chroma call per collection. ``0`` writes it
+                before each operation returns. See :mod:`memcube.outbox`.
 
         Raises:
             CubeLockedError: another process has this embedded cube open.
@@ -227,7 +233,8 @@ class MemCube:
             self.manifest = manifest
             self.embedder = emb
             self.backend = ChromaBackend(self.path, chroma_url=chroma_url, prefix=manifest.collection_prefix)
-            self.retriever = Retriever(self.backend, emb, retrieval)
+            self.outbox = Outbox(publish_interval)
+            self.retriever = Retriever(self.backend, emb, retrieval, outbox=self.outbox)
             self.governance = Governance(
                 self.backend, manifest.collection_prefix, grant_cache_seconds=grant_cache_seconds
             )
@@ -244,7 +251,7 @@ class MemCube:
         self._usage_pending = 0
         self.scheduler_config = (scheduler or SchedulerConfig()).validate()
         self.lifecycle_config = (lifecycle or LifecycleConfig()).validate()
-        self.audit_log = AuditLog(self.backend, audit)
+        self.audit_log = AuditLog(self.backend, audit, outbox=self.outbox)
         self._redact = make_redactor(redactor)
         self._closed = False
         return self
@@ -258,7 +265,11 @@ class MemCube:
                 self.flush()
             finally:
                 self._closed = True
-                self.backend.close()
+                try:
+                    self.outbox.close()
+                finally:
+                    self.retriever.close()
+                    self.backend.close()
                 if self._file_lock is not None:
                     self._file_lock.release()
 
@@ -351,14 +362,23 @@ class MemCube:
             raise InvalidInputError("batch_size must be at least 1.")
         prepared: list[MemoryItem] = []
         mergeable: list[bool] = []  # only memories added without an id are merged/superseded
+        explicit: list[bool] = []  # the caller chose the id (it may already be stored)
         for x in items:
             prepared.append(self._to_item(x, user_id))
-            mergeable.append(
-                merge if merge is not None else isinstance(x, dict) and x.get("id") is None
-            )
+            explicit.append(not (isinstance(x, dict) and x.get("id") is None))
+            mergeable.append(merge if merge is not None else not explicit[-1])
         ids = [it.id for it in prepared]
         if len(set(ids)) != len(ids):
             raise InvalidInputError("add_many got the same id twice; ids must be unique.")
+        # Ids the caller chose may already be stored: such an add replaces that memory, and only
+        # its owner may do that.
+        existing = self._stored([it.id for it, chosen in zip(prepared, explicit) if chosen])
+        for it in prepared:
+            old = existing.get(it.id)
+            if old is not None and old.user_id != it.user_id:
+                raise InvalidInputError(
+                    f"memory {it.id!r} belongs to another user; an add cannot take it over."
+                )
         show = progress if progress is not None else len(prepared) >= PROGRESS_THRESHOLD
         bar = None
         if show:
@@ -369,7 +389,9 @@ class MemCube:
         try:
             for start in range(0, len(prepared), batch_size):
                 batch = self._store_batch(
-                    prepared[start : start + batch_size], mergeable[start : start + batch_size]
+                    prepared[start : start + batch_size],
+                    mergeable[start : start + batch_size],
+                    existing,
                 )
                 stored.extend(batch)
                 if on_batch is not None:
@@ -381,10 +403,21 @@ class MemCube:
                 bar.close()
         return stored
 
-    def _store_batch(self, items: list[MemoryItem], mergeable: list[bool]) -> list[MemoryItem]:
+    def _stored(self, ids: Sequence[str]) -> dict[str, MemoryItem]:
+        """The stored records of these ids (those that exist), read by id."""
+        found: dict[str, MemoryItem] = {}
+        for start in range(0, len(ids), DEFAULT_BATCH_SIZE):
+            res = self.backend.get(self.backend.items, ids=list(ids[start : start + DEFAULT_BATCH_SIZE]))
+            found.update((i, metadata_to_item(md)) for i, md in zip(res["ids"], res["metadatas"]))
+        return found
+
+    def _store_batch(
+        self, items: list[MemoryItem], mergeable: list[bool], existing: dict[str, MemoryItem]
+    ) -> list[MemoryItem]:
         """Embed a batch, let the lifecycle decide insert / merge / supersede per item
         (:func:`memcube.lifecycle.plan_batch`), and write it: history first, then the items
-        (one call), then metadata-only merges. Returns the stored memory of each input."""
+        (one call), then metadata-only merges. ``existing`` holds the stored records of ids the
+        caller chose (they are replaced). Returns the stored memory of each input."""
         if not items:
             return []
         texts = [self.retriever.index_text(it) for it in items]
@@ -392,15 +425,18 @@ class MemCube:
         check_vectors(vectors, self.manifest.embedding_dimension, self.embedder.model_id)
         with self._lock:
             plan = plan_batch(self, items, vectors, mergeable, self.lifecycle_config)
+            upserts = [(it, v, prev or existing.get(it.id)) for it, v, prev in plan.upserts]
             if plan.history:
                 self._put_history(plan.history)
-            if plan.upserts:
+            metadatas = [item_to_metadata(it, prev) for it, _, prev in upserts]
+            documents = [self.retriever.index_text(it) for it, _, _ in upserts]
+            if upserts:
                 self.backend.upsert(
                     self.backend.items,
-                    [it.id for it, _, _ in plan.upserts],
-                    embeddings=[v for _, v, _ in plan.upserts],
-                    documents=[self.retriever.index_text(it) for it, _, _ in plan.upserts],
-                    metadatas=[item_to_metadata(it, prev) for it, _, prev in plan.upserts],
+                    [it.id for it, _, _ in upserts],
+                    embeddings=[v for _, v, _ in upserts],
+                    documents=documents,
+                    metadatas=metadatas,
                 )
             if plan.metadata_updates:
                 self.backend.update_metadata(
@@ -408,7 +444,12 @@ class MemCube:
                     [it.id for it, _ in plan.metadata_updates],
                     [item_to_metadata(it, prev) for it, prev in plan.metadata_updates],
                 )
-            self.retriever.invalidate({it.user_id for it in items})
+            if plan.history or plan.metadata_updates or any(prev for _, _, prev in upserts):
+                self.retriever.invalidate({it.user_id for it in items})
+            else:  # only new records: the cached indexes grow instead of reloading
+                self.retriever.added(
+                    [it for it, _, _ in upserts], metadatas, documents, [v for _, v, _ in upserts]
+                )
         actors = sorted({it.user_id for it in items})
         for event, ids in plan.events.items():
             if ids:
@@ -927,9 +968,10 @@ class MemCube:
         )
 
     def flush(self) -> None:
-        """Write buffered usage counts and audit entries."""
+        """Write buffered usage counts, queued audit entries and retrieval markers now (a barrier:
+        afterwards every other process's search sees this process's writes)."""
         self.flush_usage()
-        self.audit_log.flush()
+        self.outbox.flush()
 
     # ------------------------------------------------------------------ reads
     def get(self, id: str, *, user_id: str | None = None, include_archived: bool = True) -> MemoryItem:
@@ -1350,6 +1392,7 @@ class MemCube:
                 ids.append(i)
                 metas.append(item_to_metadata(item))
             self.backend.update_metadata(self.backend.items, ids, metas)
+            self.retriever.usage_updated(dict(zip(ids, metas)))
 
     # ------------------------------------------------------------------ async twins
     async def aadd(self, content: str, **kwargs: Any) -> MemoryItem:

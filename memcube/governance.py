@@ -27,11 +27,14 @@ Enforcement (in :class:`~memcube.MemCube`, so every adapter gets it)
 
 Audit (:meth:`MemCube.audit`)
     Every operation is recorded as an :class:`AuditEntry` (who, what, when, which items) in the
-    cube's ``audit`` collection. Writes are written when the operation finishes (one Chroma call
-    per operation, not per item); reads (``search``, ``get``...) are buffered and written every
-    ``read_buffer`` entries, on :meth:`MemCube.flush` and on close, so searching stays as cheap
-    as raw Chroma. A process killed hard loses at most the buffered read entries. See
-    :class:`AuditConfig`.
+    cube's ``audit`` collection. Entries are queued when the operation finishes and written in
+    the background (see :mod:`memcube.outbox`): entries of writes within ``publish_interval``
+    (``MemCube.open(..., publish_interval=0.1)``), all of an interval in one Chroma call; entries
+    of reads (``search``, ``get``...) with the next write or every 64 entries; and everything on
+    :meth:`MemCube.flush`, on close and before :meth:`AuditLog.query`. So an add stays one Chroma
+    round trip and searching stays as cheap as raw Chroma. A process killed hard loses at most
+    the entries not yet written (``publish_interval=0`` writes the entry of each write before
+    the operation returns). See :class:`AuditConfig`.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from memcube.errors import (
     ItemNotFoundError,
 )
 from memcube.items import MemoryItem, as_utc, check_scope_id
+from memcube.outbox import Outbox
 from memcube.plaintext.backend import ChromaBackend
 
 log = logging.getLogger(__name__)
@@ -266,25 +270,25 @@ class AuditConfig:
     """Attributes:
     enabled: record anything at all.
     log_reads: record reads (search, get, working memory...), not only writes.
-    read_buffer: reads are written in batches of this many entries.
     max_query_chars: how much of a search query is kept in the entry (0: none).
     """
 
     enabled: bool = True
     log_reads: bool = True
-    read_buffer: int = 64
     max_query_chars: int = 200
 
 
 class AuditLog:
-    """Append-only log of operations in the cube's ``audit`` Chroma collection."""
+    """Append-only log of operations in the cube's ``audit`` Chroma collection, written through
+    the cube's :class:`~memcube.outbox.Outbox`."""
 
-    def __init__(self, backend: ChromaBackend, config: AuditConfig | None = None) -> None:
+    def __init__(
+        self, backend: ChromaBackend, config: AuditConfig | None = None, *, outbox: Outbox
+    ) -> None:
         self.backend = backend
         self.config = config or AuditConfig()
-        self._buffer: list[tuple[str, dict[str, Any], str]] = []
-        self._lock = threading.Lock()
-        self._seq = 0
+        self.outbox = outbox
+        outbox.channel("audit", self._write)
 
     def record(
         self,
@@ -295,46 +299,34 @@ class AuditLog:
         *,
         read: bool = False,
     ) -> None:
-        """Record one operation. Writes are stored at once (one Chroma call); reads are
-        buffered."""
+        """Record one operation (queued; see the module docstring)."""
         cfg = self.config
         if not cfg.enabled or (read and not cfg.log_reads):
             return
         now = time.time()
         ids = list(dict.fromkeys(item_ids))
-        with self._lock:
-            self._seq += 1
-            entry_id = f"{now:.6f}-{uuid.uuid4().hex[:12]}"
-            md = {
-                "ts": now,
-                "actor": ADMIN_ACTOR if actor is None else actor,
-                "op": op,
-                "n_items": len(ids),
-                "detail": json.dumps(detail or {}, default=str),
-            }
-            self._buffer.append((entry_id, md, " ".join(ids) if ids else "-"))
-            if read and len(self._buffer) < max(1, cfg.read_buffer):
-                return
-        self.flush()
+        md = {
+            "ts": now,
+            "actor": ADMIN_ACTOR if actor is None else actor,
+            "op": op,
+            "n_items": len(ids),
+            "detail": json.dumps(detail or {}, default=str),
+        }
+        entry_id = f"{now:.6f}-{uuid.uuid4().hex[:12]}"
+        self.outbox.put("audit", [(entry_id, md, " ".join(ids) if ids else "-")], urgent=not read)
+
+    def _write(self, entries: list[tuple[str, dict[str, Any], str]]) -> None:
+        self.backend.upsert(
+            self.backend.audit,
+            [e[0] for e in entries],
+            embeddings=[[e[1]["ts"] % 1e6] for e in entries],
+            documents=[e[2] for e in entries],
+            metadatas=[e[1] for e in entries],
+        )
 
     def flush(self) -> None:
-        """Write buffered entries (one Chroma call)."""
-        with self._lock:
-            pending, self._buffer = self._buffer, []
-        if not pending:
-            return
-        try:
-            self.backend.upsert(
-                self.backend.audit,
-                [p[0] for p in pending],
-                embeddings=[[p[1]["ts"] % 1e6] for p in pending],
-                documents=[p[2] for p in pending],
-                metadatas=[p[1] for p in pending],
-            )
-        except Exception:
-            with self._lock:  # keep them for the next flush rather than lose them
-                self._buffer = pending + self._buffer
-            raise
+        """Write queued entries (and everything else the outbox holds) now."""
+        self.outbox.flush()
 
     def query(
         self,

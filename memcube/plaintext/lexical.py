@@ -1,8 +1,8 @@
 """Lexical matching: a tokenizer with light stemming and an Okapi BM25 index kept in memory.
 
 Dense embeddings miss rare words (names, places, titles, numbers); BM25 finds them. The index here
-is small and dependency-free: it is built per user from the texts the cube stores and rebuilt when
-the data changes (see :mod:`memcube.plaintext.retrieval`).
+is small and dependency-free: it is built per user from the texts the cube stores, grows as
+the process adds memories, and is rebuilt on other changes (see :mod:`memcube.plaintext.retrieval`).
 
 Example:
     >>> idx = BM25Index(["Alice adopted a greyhound named Biscuit", "Bob likes chess"])
@@ -97,7 +97,11 @@ def tokenize(text: str, *, stopwords: frozenset[str] = STOPWORDS) -> list[str]:
 
 
 class BM25Index:
-    """Okapi BM25 over a fixed list of documents (already tokenized or raw text).
+    """Okapi BM25 over a growing list of documents (already tokenized or raw text).
+
+    Documents can be appended with :meth:`add`; scores always use the current statistics
+    (document count, average length, document frequencies), so an index grown one document at a
+    time scores exactly like one built from all of them at once.
 
     Args:
         docs: the documents, as strings (tokenized with :func:`tokenize`) or token lists.
@@ -106,35 +110,57 @@ class BM25Index:
     """
 
     def __init__(
-        self, docs: Sequence[str] | Sequence[list[str]], *, k1: float = 1.2, b: float = 0.75
+        self, docs: Sequence[str] | Sequence[list[str]] = (), *, k1: float = 1.2, b: float = 0.75
     ) -> None:
         self.k1 = k1
         self.b = b
+        self.n_docs = 0
+        self._total_len = 0
+        self._lengths = np.zeros(0, dtype=np.float32)
+        # Per term: the documents holding it and its count in each (lists grow; arrays are
+        # made from them when a query needs the term).
+        self._postings: dict[str, tuple[list[int], list[int]]] = {}
+        self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.add(docs)
+
+    @property
+    def avg_len(self) -> float:
+        return self._total_len / self.n_docs if self.n_docs and self._total_len else 1.0
+
+    def add(self, docs: Sequence[str] | Sequence[list[str]]) -> None:
+        """Append documents (their positions follow the existing ones)."""
         token_lists = [tokenize(d) if isinstance(d, str) else list(d) for d in docs]
-        self.n_docs = len(token_lists)
-        lengths = np.array([len(t) for t in token_lists], dtype=np.float32)
-        self.avg_len = float(lengths.mean()) if self.n_docs and lengths.sum() else 1.0
-        norm = k1 * (1.0 - b + b * lengths / self.avg_len) if self.n_docs else lengths
-        postings: dict[str, tuple[list[int], list[int]]] = {}
-        for i, toks in enumerate(token_lists):
+        if not token_lists:
+            return
+        lengths = [len(t) for t in token_lists]
+        for offset, toks in enumerate(token_lists):
+            i = self.n_docs + offset
             for term, tf in Counter(toks).items():
-                entry = postings.setdefault(term, ([], []))
+                entry = self._postings.setdefault(term, ([], []))
                 entry[0].append(i)
                 entry[1].append(tf)
-        # Per term: doc indices and the precomputed BM25 weight of the term in each doc.
-        self._postings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        self._idf: dict[str, float] = {}
-        for term, (idx, tfs) in postings.items():
-            ids = np.asarray(idx, dtype=np.int64)
-            tf = np.asarray(tfs, dtype=np.float32)
-            df = len(idx)
-            idf = math.log(1.0 + (self.n_docs - df + 0.5) / (df + 0.5))
-            self._idf[term] = idf
-            self._postings[term] = (ids, (tf * (k1 + 1.0) / (tf + norm[ids])).astype(np.float32))
+                self._arrays.pop(term, None)
+        self.n_docs += len(token_lists)
+        self._total_len += sum(lengths)
+        self._lengths = np.concatenate([self._lengths, np.asarray(lengths, dtype=np.float32)])
 
     def idf(self, term: str) -> float:
         """Inverse document frequency of a (tokenized) term; 0 for an unknown term."""
-        return self._idf.get(term, 0.0)
+        entry = self._postings.get(term)
+        if entry is None:
+            return 0.0
+        df = len(entry[0])
+        return math.log(1.0 + (self.n_docs - df + 0.5) / (df + 0.5))
+
+    def _term(self, term: str) -> tuple[np.ndarray, np.ndarray] | None:
+        found = self._arrays.get(term)
+        if found is None:
+            entry = self._postings.get(term)
+            if entry is None:
+                return None
+            found = (np.asarray(entry[0], dtype=np.int64), np.asarray(entry[1], dtype=np.float32))
+            self._arrays[term] = found
+        return found
 
     def scores(
         self, query_tokens: Iterable[str], weights: dict[str, float] | None = None
@@ -142,10 +168,13 @@ class BM25Index:
         """BM25 score of every document for the query tokens (a repeated token counts once,
         optionally scaled by ``weights[token]``)."""
         out = np.zeros(self.n_docs, dtype=np.float32)
+        k1, b, avg = self.k1, self.b, self.avg_len
         for term in dict.fromkeys(query_tokens):
-            hit = self._postings.get(term)
+            hit = self._term(term)
             if hit is None:
                 continue
-            w = self._idf[term] * (weights.get(term, 1.0) if weights else 1.0)
-            out[hit[0]] += w * hit[1]
+            ids, tf = hit
+            norm = k1 * (1.0 - b + b * self._lengths[ids] / avg)
+            w = self.idf(term) * (weights.get(term, 1.0) if weights else 1.0)
+            out[ids] += w * (tf * (k1 + 1.0) / (tf + norm))
         return out

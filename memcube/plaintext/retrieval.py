@@ -17,42 +17,53 @@ Each signal is standardised (z-score over the memories the ``where`` clause admi
 weighted sum is the hit's ``score``; the per-signal values are in ``hit.signals``.
 
 Where the work happens: a user's records (ids, flat metadata, index texts, embeddings) are loaded
-once into a per-process cache that holds the BM25 indexes and the embedding matrix, so a search is
-one query embedding plus in-memory arithmetic plus two small Chroma reads:
+once into a per-process :class:`~memcube.plaintext.userindex.UserIndex` that holds the BM25
+indexes and the embedding matrix, so a search is one query embedding, one small Chroma read and
+in-memory arithmetic. The cache is kept exact:
 
-1. a *version check*: every write through any :class:`~memcube.MemCube` (any process, embedded or
-   server) stores a fresh random token for the users it touched in a small side collection
-   (``<prefix>_retrieval``); a search compares the user's token with the one its cache was built
-   under and reloads on a difference. The token is read *before* the data, so a cache can be too
-   new for its token (a harmless extra reload) but never older than it.
-2. a *confirmation*: the best candidates are re-read from Chroma by id and the cube's where
-   clause is checked again on those fresh records, so a hit is only returned if it is admitted
-   *now* (another process may have archived it or changed its sharing), with its current header
-   (usage counts, state). Scope clauses (``user_id``, ``live_user_id``, shared ids) are equality
-   and membership tests, evaluated exactly.
+* **this process's writes**: a memory added here is appended to the cached index in place (no
+  reload); any other write here (update, delete, merge, import...) discards the index, which is
+  reloaded on the next search. A per-user write counter orders a write against a concurrent load,
+  so a load that may have missed a write is never trusted.
+* **other processes' writes**: every cube (every ``MemCube`` object) publishes a *marker* per user
+  it writes to, a fresh random token in a small side collection (``<prefix>_retrieval``), after
+  each write (through the cube's :class:`~memcube.outbox.Outbox`: within ``publish_interval``
+  seconds, or before the write returns when that is 0). A search reads the markers of the user's other
+  writers before anything else and reloads when one differs from those the cache was built
+  under, so a cache can be newer than its markers (a harmless extra reload) but never older.
+  Each cube ignores its own marker, which is why its own writes never cost it a reload; it
+  deletes its markers when closed. A cached index is also reloaded after
+  ``max_cache_seconds``, in case a writer died before publishing.
+
+Hits are built from the cached records, which are exactly what Chroma holds, except for usage
+counts that another process has flushed since the load (usage is advisory).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
+import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from memcube.errors import InvalidInputError
+from memcube.errors import InvalidInputError, MemCubeError
 from memcube.items import MemoryItem, SearchHit
+from memcube.outbox import Outbox
 from memcube.plaintext.backend import ChromaBackend
 from memcube.plaintext.embedder import Embedder
-from memcube.plaintext.lexical import BM25Index, tokenize
+from memcube.plaintext.lexical import tokenize
 from memcube.plaintext.records import metadata_to_item
 from memcube.plaintext.temporal import format_day, query_periods
-from memcube.plaintext.wherefilter import matches, scope_owners
+from memcube.plaintext.userindex import UserIndex
+from memcube.plaintext.wherefilter import scope_owners
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +71,6 @@ log = logging.getLogger(__name__)
 CONTEXT_KEY = "context"
 #: Metadata key naming who said/wrote a memory.
 SPEAKER_KEY = "speaker"
-#: Where clauses whose admitted set is remembered per cached user.
-ADMITTED_CACHE = 16
 
 
 @dataclass
@@ -91,9 +100,10 @@ class RetrievalConfig:
         embed_context: also embed the context (by default only BM25 sees it: on LoCoMo the
             embedding of the turn alone fuses better).
         max_context_chars: longest context text indexed.
-        confirm_margin: extra candidates confirmed with Chroma beyond ``k``.
         max_cached_items: records kept in the per-process cache over all users (least recently
             searched users are dropped first).
+        max_cache_seconds: a cached user index is reloaded after this long even if no marker
+            changed (covers a writer killed before it published its marker).
         hybrid: False skips the cache and ranks with Chroma's dense query only.
 
     Example:
@@ -114,8 +124,8 @@ class RetrievalConfig:
     context_key: str = CONTEXT_KEY
     embed_context: bool = False
     max_context_chars: int = 1000
-    confirm_margin: int = 10
     max_cached_items: int = 200_000
+    max_cache_seconds: float = 60.0
     hybrid: bool = True
 
     def __post_init__(self) -> None:
@@ -131,39 +141,24 @@ class RetrievalConfig:
                 raise InvalidInputError(f"RetrievalConfig.{name} must be a finite number >= 0.")
         if self.bm25_k1 <= 0 or not 0 <= self.bm25_b <= 1:
             raise InvalidInputError("RetrievalConfig needs bm25_k1 > 0 and 0 <= bm25_b <= 1.")
-        if self.confirm_margin < 0 or self.max_cached_items < 1 or self.max_context_chars < 0:
+        if self.max_cached_items < 1 or self.max_context_chars < 0 or self.max_cache_seconds <= 0:
             raise InvalidInputError(
-                "RetrievalConfig needs confirm_margin >= 0, max_cached_items >= 1 and "
-                "max_context_chars >= 0."
+                "RetrievalConfig needs max_cached_items >= 1, max_context_chars >= 0 and "
+                "max_cache_seconds > 0."
             )
 
 
 @dataclass
-class _UserIndex:
-    """Everything ranking needs about one user's records."""
+class _Entry:
+    """A cached index and what it was built under."""
 
-    token: str | None
-    ids: list[str]
-    metadatas: list[dict[str, Any]]
-    embeddings: np.ndarray
-    event_ts: np.ndarray
-    sessions: np.ndarray
-    lexical: BM25Index
-    own_lexical: BM25Index | None
-    #: Admitted positions per where clause (the entry is rebuilt on any change of the data).
-    admitted: OrderedDict[str, np.ndarray] = field(default_factory=OrderedDict)
-
-    def admit(self, where: dict[str, Any] | None) -> np.ndarray:
-        key = json.dumps(where, sort_keys=True, default=str)
-        found = self.admitted.get(key)
-        if found is None:
-            found = np.fromiter(
-                (n for n, md in enumerate(self.metadatas) if matches(where, md)), dtype=np.int64
-            )
-            self.admitted[key] = found
-            while len(self.admitted) > ADMITTED_CACHE:
-                self.admitted.popitem(last=False)
-        return found
+    index: UserIndex
+    #: This process's write counter for the user when the index was last known complete.
+    local_seq: int
+    #: The markers of the user's other writers, read before the records were.
+    markers: dict[str, str]
+    #: ``time.monotonic()`` when the records were read.
+    loaded_at: float
 
 
 def _zscore(x: np.ndarray) -> np.ndarray:
@@ -191,16 +186,27 @@ class Retriever:
     """
 
     def __init__(
-        self, backend: ChromaBackend, embedder: Embedder, config: RetrievalConfig | None = None
+        self,
+        backend: ChromaBackend,
+        embedder: Embedder,
+        config: RetrievalConfig | None = None,
+        *,
+        outbox: Outbox | None = None,
     ) -> None:
         self.backend = backend
         self.embedder = embedder
         self.config = config or RetrievalConfig()
         if not isinstance(self.config, RetrievalConfig):
             raise InvalidInputError("retrieval= takes a memcube.RetrievalConfig.")
-        self._cache: OrderedDict[str, _UserIndex] = OrderedDict()
+        self._cache: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.RLock()
         self._state: Any = None
+        #: This cube's name among the writers of the store (see the module docstring).
+        self.writer = uuid.uuid4().hex
+        self._seq: dict[str, int] = {}  # per user: writes this process made
+        self._marked: set[str] = set()  # users this cube has published a marker for
+        self.outbox = outbox or Outbox(interval=0)
+        self.outbox.channel("markers", self._publish)
 
     # ------------------------------------------------------------------ indexing
     def index_text(self, item: MemoryItem) -> str:
@@ -236,54 +242,114 @@ class Retriever:
             self._state = self.backend._collection(f"{prefix}_retrieval", cosine=False)
         return self._state
 
+    def _marker_id(self, user_id: str) -> str:
+        return f"{self.writer}:{hashlib.sha256(user_id.encode()).hexdigest()[:32]}"
+
+    def _publish(self, user_ids: Iterable[str]) -> None:
+        """Write new markers for these users (called by the outbox with what was queued)."""
+        ids = sorted(set(user_ids))
+        if not ids:
+            return
+        self.backend.upsert(
+            self._state_collection,
+            [self._marker_id(u) for u in ids],
+            embeddings=None,
+            documents=None,
+            metadatas=[{"user_id": u, "writer": self.writer, "token": uuid.uuid4().hex} for u in ids],
+        )
+        with self._lock:
+            self._marked.update(ids)
+
+    def _markers(self, user_id: str) -> dict[str, str]:
+        """The current markers of ``user_id``'s other writers."""
+        res = self.backend.get(self._state_collection, where={"user_id": user_id})
+        return {
+            str(md.get("writer", "")): str(md.get("token"))
+            for md in res["metadatas"]
+            if md.get("writer") != self.writer
+        }
+
+    def _bump(self, user_id: str) -> int:
+        seq = self._seq.get(user_id, 0) + 1
+        self._seq[user_id] = seq
+        return seq
+
     def invalidate(self, user_ids: set[str] | None = None) -> None:
-        """Called by the cube after every write: drop these users' cached indexes and publish a
-        new version token for them, so other processes sharing the store reload too.
-        ``None`` drops every cached index (it cannot publish tokens for users it doesn't know)."""
+        """Called by the cube after a write other than a plain insert: these users' cached
+        indexes are discarded here and, through a new marker, in every other process.
+        ``None`` drops every cached index (it cannot publish markers for users it doesn't know)."""
         with self._lock:
             if user_ids is None:
+                for uid in self._cache:
+                    self._bump(uid)
                 self._cache.clear()
                 return
             for uid in user_ids:
+                self._bump(uid)
                 self._cache.pop(uid, None)
-        if not self.config.hybrid or not user_ids:
-            return
-        ids = sorted(user_ids)
-        self.backend.upsert(
-            self._state_collection,
-            [f"user:{u}" for u in ids],
-            embeddings=None,
-            documents=None,
-            metadatas=[{"user_id": u, "token": uuid.uuid4().hex} for u in ids],
-        )
+        self.outbox.put("markers", user_ids)
 
-    def _token(self, user_id: str) -> str | None:
-        res = self.backend.get(self._state_collection, ids=[f"user:{user_id}"])
-        if not res["ids"]:
-            return None
-        return str(res["metadatas"][0].get("token"))
+    def added(
+        self,
+        items: Sequence[MemoryItem],
+        metadatas: Sequence[dict[str, Any]],
+        documents: Sequence[str],
+        embeddings: Sequence[Sequence[float]],
+    ) -> None:
+        """Called by the cube after it inserted new records (exactly these metadatas, documents
+        and embeddings): they are appended to this process's cached indexes, and other processes
+        are told through a new marker. A record whose id the cache already holds (an explicit id
+        written again) makes the cube fall back to :meth:`invalidate`'s discard."""
+        by_user: dict[str, list[int]] = {}
+        for n, it in enumerate(items):
+            by_user.setdefault(it.user_id, []).append(n)
+        with self._lock:
+            for uid, rows in by_user.items():
+                seq = self._bump(uid)
+                entry = self._cache.get(uid)
+                if entry is None or entry.local_seq != seq - 1:
+                    continue  # not cached, or a load that may have missed a write: reload
+                if any(items[n].id in entry.index.positions for n in rows):
+                    del self._cache[uid]
+                    continue
+                self._append(
+                    entry.index,
+                    [items[n].id for n in rows],
+                    [metadatas[n] for n in rows],
+                    [documents[n] for n in rows],
+                    np.asarray([embeddings[n] for n in rows], dtype=np.float32),
+                )
+                entry.local_seq = seq
+        self.outbox.put("markers", by_user)
 
-    def _load(self, user_id: str, token: str | None) -> _UserIndex:
+    def usage_updated(self, metadatas: Mapping[str, dict[str, Any]]) -> None:
+        """Called by the cube after it rewrote records' usage counts (ids to the stored
+        metadata): cached copies are updated in place; nothing else changed."""
+        with self._lock:
+            for entry in self._cache.values():
+                entry.index.replace_metadata(metadatas)
+
+    def close(self) -> None:
+        """Withdraw this cube's markers (readers elsewhere reload once, which is harmless)."""
+        with self._lock:
+            users, self._marked = sorted(self._marked), set()
+            self._cache.clear()
+        if users:
+            try:
+                self.backend.delete(self._state_collection, ids=[self._marker_id(u) for u in users])
+            except MemCubeError:  # a server already gone: the markers are only stale hints
+                log.warning("could not withdraw retrieval markers", exc_info=True)
+
+    def _append(
+        self,
+        index: UserIndex,
+        ids: Sequence[str],
+        metadatas: Sequence[dict[str, Any]],
+        documents: Sequence[str],
+        embeddings: np.ndarray,
+    ) -> None:
+        """Derive what ranking needs from stored records and append it to ``index``."""
         cfg = self.config
-        res = self.backend.get(
-            self.backend.items,
-            where={"user_id": {"$eq": user_id}},
-            include=("metadatas", "documents", "embeddings"),
-        )
-        ids = list(res["ids"])
-        metadatas = list(res["metadatas"] or [])
-        documents = [d or "" for d in (res["documents"] or [])]
-        emb = res.get("embeddings")
-        dim = self.embedder.dimension
-        embeddings = (
-            np.asarray(emb, dtype=np.float32).reshape(len(ids), -1)
-            if ids and emb is not None
-            else np.zeros((0, dim), dtype=np.float32)
-        )
-        if ids:
-            norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
-            embeddings = embeddings / np.maximum(norms, 1e-12)
-        event_ts = np.array([float(md.get("time_ts") or 0.0) for md in metadatas], dtype=np.float64)
         lexical_docs, own_docs, sessions = [], [], []
         for md, doc in zip(metadatas, documents):
             data = json.loads(md["json"])
@@ -295,41 +361,64 @@ class Retriever:
                 f"{speaker} {data['content']}" if isinstance(speaker, str) else data["content"]
             )
             sessions.append(md.get("session_id") or "")
-        codes: dict[str, int] = {}
-        session_codes = np.array(
-            [codes.setdefault(x, len(codes)) if x else -1 for x in sessions], dtype=np.int64
-        )
-        return _UserIndex(
-            token=token,
-            ids=ids,
-            metadatas=metadatas,
-            embeddings=embeddings,
-            event_ts=event_ts,
-            sessions=session_codes,
-            lexical=BM25Index(lexical_docs, k1=cfg.bm25_k1, b=cfg.bm25_b),
-            own_lexical=(
-                BM25Index(own_docs, k1=cfg.bm25_k1, b=cfg.bm25_b)
-                if cfg.own_lexical_weight
-                else None
-            ),
+        index.append(
+            ids,
+            metadatas,
+            lexical_docs,
+            own_docs,
+            embeddings,
+            [float(md.get("time_ts") or 0.0) for md in metadatas],
+            sessions,
         )
 
-    def _index(self, user_id: str) -> _UserIndex:
-        token = self._token(user_id)
+    def _load(self, user_id: str) -> UserIndex:
+        cfg = self.config
+        res = self.backend.get(
+            self.backend.items,
+            where={"user_id": {"$eq": user_id}},
+            include=("metadatas", "documents", "embeddings"),
+        )
+        ids = list(res["ids"])
+        index = UserIndex(
+            dimension=self.embedder.dimension,
+            bm25_k1=cfg.bm25_k1,
+            bm25_b=cfg.bm25_b,
+            own_lexical=bool(cfg.own_lexical_weight),
+        )
+        if ids:
+            emb = res.get("embeddings")
+            self._append(
+                index,
+                ids,
+                list(res["metadatas"]),
+                [d or "" for d in res["documents"]],
+                np.asarray(emb, dtype=np.float32).reshape(len(ids), -1),
+            )
+        return index
+
+    def _index(self, user_id: str) -> UserIndex:
+        markers = self._markers(user_id)  # before the data: see the module docstring
         with self._lock:
+            seq = self._seq.get(user_id, 0)
             entry = self._cache.get(user_id)
-            if entry is not None and entry.token == token:
+            if (
+                entry is not None
+                and entry.local_seq == seq
+                and entry.markers == markers
+                and time.monotonic() - entry.loaded_at < self.config.max_cache_seconds
+            ):
                 self._cache.move_to_end(user_id)
-                return entry
-        entry = self._load(user_id, token)
+                return entry.index
+        loaded_at = time.monotonic()
+        index = self._load(user_id)
         with self._lock:
-            self._cache[user_id] = entry
+            self._cache[user_id] = _Entry(index, local_seq=seq, markers=markers, loaded_at=loaded_at)
             self._cache.move_to_end(user_id)
-            total = sum(len(e.ids) for e in self._cache.values())
+            total = sum(len(e.index) for e in self._cache.values())
             while total > self.config.max_cached_items and len(self._cache) > 1:
                 _, dropped = self._cache.popitem(last=False)
-                total -= len(dropped.ids)
-        return entry
+                total -= len(dropped.index)
+        return index
 
     # ------------------------------------------------------------------ search
     def _owners(self, where: dict[str, Any] | None) -> set[str] | None:
@@ -362,30 +451,36 @@ class Retriever:
         owners = self._owners(where) if self.config.hybrid else None
         if owners is None:
             return self._dense_only(query, where=where, k=k)
-        parts: list[tuple[_UserIndex, np.ndarray]] = []
-        for owner in sorted(owners):
-            entry = self._index(owner)
-            with self._lock:
-                admitted = entry.admit(where)
-            if admitted.size:
-                parts.append((entry, admitted))
-        if not parts:
-            return []
-        scores, signals = self._score(query, parts)
-        ids = [entry.ids[int(n)] for entry, admitted in parts for n in admitted]
-        order = np.argsort(-scores, kind="stable")
-        return self._confirm(order, ids, where, k, scores, signals)
+        indexes = [self._index(owner) for owner in sorted(owners)]
+        qv = None
+        if self.config.dense_weight:  # embedded outside the lock: the slow part of a search
+            qv = np.asarray(self.embedder.embed_query(query), dtype=np.float32)
+            qv = qv / max(float(np.linalg.norm(qv)), 1e-12)
+        # Under the lock: this process's writes append to these indexes in place.
+        with self._lock:
+            parts = [(index, admitted) for index in indexes if (admitted := index.admit(where)).size]
+            if not parts:
+                return []
+            scores, signals = self._score(query, qv, parts)
+            rows = [(index, int(n)) for index, admitted in parts for n in admitted]
+            order = np.argsort(-scores, kind="stable")[:k]
+            return [
+                SearchHit(
+                    item=metadata_to_item(rows[i][0].metadatas[rows[i][1]]),
+                    score=float(scores[i]),
+                    signals={name: float(v[i]) for name, v in signals.items()},
+                )
+                for i in (int(x) for x in order)
+            ]
 
     def _score(
-        self, query: str, parts: list[tuple[_UserIndex, np.ndarray]]
+        self, query: str, qv: np.ndarray | None, parts: list[tuple[UserIndex, np.ndarray]]
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         cfg = self.config
         size = sum(a.size for _, a in parts)
         total = np.zeros(size, dtype=np.float64)
         signals: dict[str, np.ndarray] = {}
-        if cfg.dense_weight:
-            qv = np.asarray(self.embedder.embed_query(query), dtype=np.float32)
-            qv = qv / max(float(np.linalg.norm(qv)), 1e-12)
+        if qv is not None:
             # einsum, not `@`: a BLAS matrix-vector product wakes OpenBLAS's thread pool, whose
             # spinning threads then slow the next query's embedding forward (measured: search
             # p95 at 4k items 117 ms with `@`, 22 ms single-threaded). This product is small.
@@ -449,44 +544,6 @@ class Retriever:
         out[has] = _zscore(best)[inverse]
         signals["session"] = out
         return out
-
-    def _confirm(
-        self,
-        order: np.ndarray,
-        ids: list[str],
-        where: dict[str, Any] | None,
-        k: int,
-        scores: np.ndarray,
-        signals: dict[str, np.ndarray],
-    ) -> list[SearchHit]:
-        """Re-read the best candidates from Chroma under ``where``; refill if some dropped out."""
-        hits: list[SearchHit] = []
-        start = 0
-        batch = k + self.config.confirm_margin
-        while len(hits) < k and start < order.size:
-            chunk = [int(i) for i in order[start : start + batch]]
-            start += len(chunk)
-            # By id only: Chroma evaluates a where clause over the whole collection even when ids
-            # are given (~50 ms at 10k records), so the fresh records are checked here instead.
-            res = self.backend.get(self.backend.items, ids=[ids[i] for i in chunk])
-            fresh = {
-                i: md for i, md in zip(res["ids"], res["metadatas"]) if matches(where, md)
-            }
-            for i in chunk:
-                md = fresh.get(ids[i])
-                if md is None:
-                    continue
-                hits.append(
-                    SearchHit(
-                        item=metadata_to_item(md),
-                        score=float(scores[i]),
-                        signals={name: float(v[i]) for name, v in signals.items()},
-                    )
-                )
-                if len(hits) == k:
-                    break
-            batch = max(batch, 2 * k)
-        return hits
 
     def _dense_only(self, query: str, *, where: dict[str, Any] | None, k: int) -> list[SearchHit]:
         vector = self.embedder.embed_query(query)

@@ -4,6 +4,7 @@ LoCoMo benchmark's output contract on a small synthetic LoCoMo-format file."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -42,6 +43,17 @@ def test_tokenize_stems_and_drops_stopwords() -> None:
     assert tokenize("When did Melanie's kids go painting?") == ["melani", "kid", "paint"]
     assert stem("adoptions") == stem("adoption")
     assert stem("painted") == stem("painting") == "paint"
+
+
+def test_bm25_grown_one_document_at_a_time_scores_like_one_built_at_once() -> None:
+    docs = ["the cat sat on the mat", "a zebra ran", "cats and zebras", "the mat was red", "red"]
+    whole = BM25Index(docs)
+    grown = BM25Index(docs[:1])
+    for d in docs[1:]:
+        grown.add([d])
+    for q in ("cat mat", "zebra red", "sat"):
+        assert grown.scores(tokenize(q)).tolist() == pytest.approx(whole.scores(tokenize(q)).tolist())
+    assert grown.idf("zebra") == whole.idf("zebra") and grown.avg_len == whole.avg_len
 
 
 def test_bm25_prefers_rare_terms() -> None:
@@ -172,28 +184,72 @@ def test_own_writes_invalidate_the_cache(cube: MemCube) -> None:
     assert new.id not in {h.item.id for h in cube.search("Brellowick fair", user_id="alice", k=10)}
 
 
-def test_other_writers_are_seen_through_the_version_token(
-    backend: str | None, tmp_path: Path
-) -> None:
+def test_other_writers_are_seen_through_their_markers(backend: str | None, tmp_path: Path) -> None:
     """Two MemCube objects on one Chroma server stand for two processes: each has its own
-    in-memory indexes, and a write by one must reach the other's next search."""
+    in-memory indexes, and a write by one must reach the other's search: at once when the writer
+    publishes synchronously, after ``flush()`` or within ``publish_interval`` otherwise."""
     if backend is None:
         pytest.skip("an embedded cube admits one writer (file lock); shared stores use a server")
     first = MemCube.open(tmp_path / "cube", chroma_url=backend)
-    second = MemCube.open(tmp_path / "cube", chroma_url=backend)
+    strict = MemCube.open(tmp_path / "cube", chroma_url=backend, publish_interval=0)
+    relaxed = MemCube.open(tmp_path / "cube", chroma_url=backend, publish_interval=0.2)
     try:
         _add_topical(first)
         assert first.search("Vantablorp", user_id="alice", k=1)  # builds first's cache
         assert "alice" in first.retriever.cached_users()
-        added = second.add("The Vantablorp concert was loud.", user_id="alice")
+        added = strict.add("The Vantablorp concert was loud.", user_id="alice")
         assert first.search("Vantablorp", user_id="alice", k=1)[0].item.id == added.id
-        second.delete(added.id)
+        strict.delete(added.id)
         assert added.id not in {
             h.item.id for h in first.search("Vantablorp", user_id="alice", k=10)
         }
+
+        later = relaxed.add("The Vantablorp encore lasted an hour.", user_id="alice")
+        relaxed.flush()  # the barrier: every other process's next search sees the add
+        assert first.search("Vantablorp encore", user_id="alice", k=1)[0].item.id == later.id
+
+        last = relaxed.add("Vantablorp tickets sold out in minutes.", user_id="alice")
+        deadline = time.monotonic() + 5.0  # the outbox publishes within 0.2 s on its own
+        while first.search("Vantablorp tickets", user_id="alice", k=1)[0].item.id != last.id:
+            assert time.monotonic() < deadline, "the marker was never published"
+            time.sleep(0.05)
     finally:
-        second.close()
+        relaxed.close()
+        strict.close()
         first.close()
+
+
+def test_own_adds_grow_the_cached_index_without_reloading(cube: MemCube) -> None:
+    _add_topical(cube)
+    assert cube.search("Quantavir", user_id="alice", k=1)  # loads alice's index once
+    loads: list[str] = []
+    real_load = cube.retriever._load
+    cube.retriever._load = lambda uid: loads.append(uid) or real_load(uid)  # type: ignore[method-assign]
+    new = cube.add_many(
+        [{"content": f"Zorblat meeting number {i} ran late.", "user_id": "alice"} for i in range(3)]
+    )
+    hits = cube.search("Zorblat meeting", user_id="alice", k=3)
+    assert {h.item.id for h in hits} == {it.id for it in new}
+    assert all(h.signals["lexical"] > 0 for h in hits)
+    assert loads == []  # appended in place
+    cube.update(new[0].id, content="The Zorblat meeting was cancelled.")
+    top = cube.search("Zorblat cancelled", user_id="alice", k=1)[0]
+    assert top.item.id == new[0].id and top.item.version == 2
+    assert loads == ["alice"]  # anything but a plain insert reloads
+
+
+def test_grown_index_ranks_like_a_fresh_one(cube: MemCube, tmp_path: Path) -> None:
+    _add_topical(cube)
+    cube.search("Quantavir", user_id="alice", k=1)
+    cube.add_many(
+        [{"content": f"Trip {i} to Quantavir with {name}.", "user_id": "alice"}
+         for i, name in enumerate(["Ann", "Bo", "Cy", "Di"])]
+    )  # fmt: skip
+    grown = cube.search("Quantavir trip with Bo", user_id="alice", k=5)
+    cube.retriever.invalidate(None)  # drop the cache: the next search loads from Chroma
+    fresh = cube.search("Quantavir trip with Bo", user_id="alice", k=5)
+    assert [h.item.id for h in grown] == [h.item.id for h in fresh]
+    assert [h.score for h in grown] == pytest.approx([h.score for h in fresh], abs=1e-6)
 
 
 def test_time_named_in_query_boosts_memories_of_that_period(cube: MemCube) -> None:
