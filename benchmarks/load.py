@@ -31,7 +31,7 @@ embeddings of separate query sentences.
 
 MemCube is measured three ways: ``cube_hybrid`` is the default (hybrid retrieval: dense + BM25
 + session + time signals, with a per-process cache; an add's audit entry and cache marker are
-written by the outbox within ``publish_interval`` = 0.1 s, see :mod:`memcube.outbox`);
+written by the outbox within ``publish_interval`` = 0.5 s, see :mod:`memcube.outbox`);
 ``cube_dense`` uses ``RetrievalConfig(hybrid=False)`` (dense only: the same Chroma query plus
 scoping, lifecycle filters and JSON decoding); ``cube_strict`` is the default with
 ``publish_interval=0``, which writes the audit entry and the marker before each add returns

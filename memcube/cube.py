@@ -139,7 +139,7 @@ class MemCube:
         audit: AuditConfig | None = None,
         redactor: RedactorLike | bool | None = None,
         grant_cache_seconds: float = 1.0,
-        publish_interval: float = 0.1,
+        publish_interval: float = 0.5,
     ) -> MemCube:
         """Create the cube at ``path`` or open the one there.
 
@@ -1379,7 +1379,7 @@ class MemCube:
             return
         with self._lock:  # the read-modify-write below must not interleave with new versions
             res = self.backend.get(self.backend.items, ids=list(pending))
-            ids, metas = [], []
+            ids, changes, metas = [], [], []
             for i, md in zip(res["ids"], res["metadatas"]):
                 item = metadata_to_item(md)
                 n, last = pending[i]
@@ -1389,9 +1389,12 @@ class MemCube:
                 # Scheduler policy: items used often move into activation memory.
                 if should_promote(item, self.scheduler_config, last):
                     item = item.model_copy(update={"state": LifecycleState.ACTIVATED})
+                new = item_to_metadata(item, metadata_to_item(md))
                 ids.append(i)
-                metas.append(item_to_metadata(item))
-            self.backend.update_metadata(self.backend.items, ids, metas)
+                # Only the keys that changed: Chroma merges, and every key it rewrites costs.
+                changes.append({k: v for k, v in new.items() if md.get(k) != v})
+                metas.append({k: v for k, v in {**md, **new}.items() if v is not None})
+            self.backend.update_metadata(self.backend.items, ids, changes)
             self.retriever.usage_updated(dict(zip(ids, metas)))
 
     # ------------------------------------------------------------------ async twins

@@ -29,7 +29,7 @@ Audit (:meth:`MemCube.audit`)
     Every operation is recorded as an :class:`AuditEntry` (who, what, when, which items) in the
     cube's ``audit`` collection. Entries are queued when the operation finishes and written in
     the background (see :mod:`memcube.outbox`): entries of writes within ``publish_interval``
-    (``MemCube.open(..., publish_interval=0.1)``), all of an interval in one Chroma call; entries
+    (``MemCube.open(..., publish_interval=0.5)``), all of an interval in one Chroma call; entries
     of reads (``search``, ``get``...) with the next write or every 64 entries; and everything on
     :meth:`MemCube.flush`, on close and before :meth:`AuditLog.query`. So an add stays one Chroma
     round trip and searching stays as cheap as raw Chroma. A process killed hard loses at most

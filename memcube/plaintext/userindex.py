@@ -101,15 +101,22 @@ class UserIndex:
                 self._admitted[key] = (where, np.concatenate([found, np.asarray(more, np.int64)]))
 
     def replace_metadata(self, updates: Mapping[str, dict[str, Any]]) -> None:
-        """Swap in newer metadata of records already held (e.g. usage counts)."""
-        changed = False
+        """Swap in newer metadata of records already held (e.g. usage counts). Remembered
+        admitted sets are corrected for the changed records only (a usage flush touches a few
+        hundred records; re-filtering a large index would stall the next search)."""
+        changed: dict[int, dict[str, Any]] = {}
         for id_, md in updates.items():
             pos = self.positions.get(id_)
             if pos is not None:
                 self.metadatas[pos] = md
-                changed = True
-        if changed:
-            self._admitted.clear()
+                changed[pos] = md
+        if not changed:
+            return
+        positions = np.fromiter(changed, dtype=np.int64)
+        for key, (where, found) in self._admitted.items():
+            keep = np.setdiff1d(found, positions, assume_unique=True)
+            now = [pos for pos, md in changed.items() if matches(where, md)]
+            self._admitted[key] = (where, np.union1d(keep, np.asarray(now, dtype=np.int64)))
 
     def admit(self, where: dict[str, Any] | None) -> np.ndarray:
         """Positions of the records ``where`` admits (remembered per clause)."""

@@ -8,6 +8,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from memcube import InvalidInputError, MemCube, RetrievalConfig
@@ -373,3 +374,28 @@ def test_locomo_benchmark_json_contract(tmp_path: Path, capsys: pytest.CaptureFi
     assert memcube["overall"]["R@10"] == 100.0  # 9 turns: everything is in the top 10
     assert out.with_suffix(".png").stat().st_size > 1000
     assert printed[-1] == f"memcube overall R@10: {memcube['overall']['R@10']:.1f}"
+
+
+def test_cached_metadata_replaced_in_place_re_admits_only_what_changed() -> None:
+    from memcube.plaintext.userindex import UserIndex
+
+    idx = UserIndex(dimension=2, bm25_k1=1.2, bm25_b=0.75, own_lexical=False)
+    mds = [{"user_id": "u", "state": "active", "n": i} for i in range(4)]
+    idx.append([f"m{i}" for i in range(4)], mds, ["a"] * 4, ["a"] * 4, np.eye(2)[[0, 1, 0, 1]],
+               [0.0] * 4, [""] * 4)  # fmt: skip
+    where = {"state": {"$eq": "active"}}
+    assert idx.admit(where).tolist() == [0, 1, 2, 3]
+    idx.replace_metadata({"m1": {**mds[1], "state": "archived"}, "zz": {"state": "active"}})
+    assert idx.admit(where).tolist() == [0, 2, 3]
+    idx.replace_metadata({"m1": mds[1]})
+    assert idx.admit(where).tolist() == [0, 1, 2, 3]
+
+
+def test_search_hits_carry_flushed_usage_counts(cube: MemCube) -> None:
+    item = cube.add("the usage counter memory", user_id="u")
+    cube.search("usage counter", user_id="u", k=1)
+    cube.search("usage counter", user_id="u", k=1)
+    cube.flush_usage()
+    hit = cube.search("usage counter", user_id="u", k=1, count_usage=False)[0]
+    assert hit.item.id == item.id and hit.item.access_count == 2
+    assert hit.item.version == 1
