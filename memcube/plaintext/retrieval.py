@@ -298,8 +298,9 @@ class Retriever:
     ) -> None:
         """Called by the cube after it inserted new records (exactly these metadatas, documents
         and embeddings): they are appended to this process's cached indexes, and other processes
-        are told through a new marker. A record whose id the cache already holds (an explicit id
-        written again) makes the cube fall back to :meth:`invalidate`'s discard."""
+        are told through a new marker. A user whose cached index already holds one of the ids
+        (an explicit id written again) has that index discarded instead (reloaded when next
+        searched)."""
         by_user: dict[str, list[int]] = {}
         for n, it in enumerate(items):
             by_user.setdefault(it.user_id, []).append(n)
