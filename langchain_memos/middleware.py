@@ -183,7 +183,15 @@ class MemoryMiddleware(AgentMiddleware[MemoryState, Any, Any]):
         extra: dict[str, Any] = {}
         if self.k is not None:  # only the candidate count changes; the cube's policy stays
             extra["config"] = replace(cube.scheduler_config, candidates=self.k)
-        return cube.working_memory(query, user_id=user, token_budget=self.token_budget, **extra)
+        # Turns of this thread already written to the cube are on screen: not recalled again.
+        on_screen = [m.text for m in request.messages]
+        return cube.working_memory(
+            query,
+            user_id=user,
+            token_budget=self.token_budget,
+            exclude_texts=on_screen,
+            **extra,
+        )
 
     def wrap_model_call(
         self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]

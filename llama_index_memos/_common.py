@@ -19,7 +19,7 @@ from llama_index.core.vector_stores.types import (
 
 from memcube import MemCube
 from memcube.errors import InvalidFilterError, InvalidInputError
-from memcube.items import check_scope_id, content_hash
+from memcube.items import check_scope_id
 
 #: LlamaIndex filter operators and the cube filter operators they mean.
 _OPERATORS = {
@@ -81,20 +81,9 @@ def token_counter(tokenizer_fn: Callable[[str], list[Any]]) -> Callable[[str], i
     return count
 
 
-def recall_filters(
-    filters: dict[str, Any] | None, visible: Iterable[ChatMessage]
-) -> dict[str, Any] | None:
-    """``filters`` plus a condition that keeps out memories whose text is already in the prompt.
-
-    Every turn is written to the cube as it happens, so without this the question just asked
-    would come back as its own best "memory". The condition uses the cube's own duplicate key
-    (:func:`memcube.items.content_hash`) and is applied by the cube before ranking and budgeting.
-    """
-    hashes = sorted({content_hash(t) for m in visible if (t := message_text(m)).strip()})
-    if not hashes:
-        return filters
-    clause: dict[str, Any] = {"content_hash": {"$nin": hashes}}
-    return clause if not filters else {"$and": [filters, clause]}
+def visible_texts(messages: Iterable[ChatMessage]) -> list[str]:
+    """The texts of the messages already in the prompt, for ``working_memory(exclude_texts=)``."""
+    return [message_text(m) for m in messages]
 
 
 def translate_metadata_filters(

@@ -23,8 +23,8 @@ from llama_index_memos._common import (
     check_user,
     last_user_text,
     message_text,
-    recall_filters,
     token_counter,
+    visible_texts,
 )
 from memcube import MemCube, MemoryItem
 from memcube.errors import InvalidInputError
@@ -224,7 +224,8 @@ class MemCubeMemory(BaseMemory):
             user_id=self.user_id,
             token_budget=budget,
             count_tokens=count,
-            filters=recall_filters(self.filters, visible),
+            filters=self.filters,
+            exclude_texts=visible_texts(visible),
             memory_types=self.memory_types,
             tags=self.tags,
         )

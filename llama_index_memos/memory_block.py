@@ -15,8 +15,8 @@ from llama_index_memos._common import (
     check_cube,
     check_user,
     last_user_text,
-    recall_filters,
     token_counter,
+    visible_texts,
 )
 from memcube import MemCube, MemoryItem
 from memcube.items import check_scope_id
@@ -115,7 +115,8 @@ class MemCubeMemoryBlock(BaseMemoryBlock[str]):
             user_id=self.user_id,
             token_budget=self.token_budget,
             count_tokens=token_counter(self.tokenizer_fn),
-            filters=recall_filters(self.filters, messages),
+            filters=self.filters,
+            exclude_texts=visible_texts(messages),
             memory_types=self.memory_types,
             tags=self.tags,
         )

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -59,6 +58,7 @@ class Outbox:
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()  # one write of a channel at a time, in order
         self._wake = threading.Event()
+        self._stop = threading.Event()  # cuts the interval short on close
         self._thread: threading.Thread | None = None
         self._closed = False
 
@@ -117,7 +117,7 @@ class Outbox:
             if self._closed:
                 return
             # Let the writes of the next interval join this one: one call carries them all.
-            time.sleep(self.interval)
+            self._stop.wait(self.interval)
             self._wake.clear()
             try:
                 self.flush()
@@ -132,6 +132,7 @@ class Outbox:
         with self._lock:
             self._closed = True
             thread, self._thread = self._thread, None
+        self._stop.set()
         self._wake.set()
         if thread is not None:
             thread.join()

@@ -41,13 +41,13 @@ Activation memory (:func:`activation_set`)
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from memcube.errors import InvalidInputError
-from memcube.items import LifecycleState, MemoryItem, MemoryType, utcnow
+from memcube.items import LifecycleState, MemoryItem, MemoryType, content_hash, utcnow
 from memcube.prompting import (
     DEFAULT_HEADER,
     TokenCounter,
@@ -208,16 +208,28 @@ def working_memory(
     token_budget: int = 512,
     config: SchedulerConfig | None = None,
     count_tokens: TokenCounter = approx_tokens,
+    exclude_texts: Iterable[str] = (),
     **search_kwargs: Any,
 ) -> list[MemoryItem]:
     """The memories for a prompt about ``query``, best first, within ``token_budget`` tokens.
 
-    ``search_kwargs`` go to :meth:`MemCube.search` (filters, memory types, session...). Only
-    the items returned count as accessed (feeding the usage signal and promotion).
+    ``exclude_texts``: texts already in the prompt (the conversation so far). A memory whose
+    content is one of them (compared like exact duplicates: case and whitespace folded) is not
+    chosen; every turn is written to the cube as it happens, so without this the turns on screen
+    would come back as their own best "memories". ``search_kwargs`` go to
+    :meth:`MemCube.search` (filters, memory types, session...). Only the items returned count as
+    accessed (feeding the usage signal and promotion).
     """
     cfg = (config or getattr(cube, "scheduler_config", None) or SchedulerConfig()).validate()
     if not isinstance(token_budget, int) or isinstance(token_budget, bool) or token_budget < 1:
         raise InvalidInputError(f"token_budget must be a positive integer, got {token_budget!r}.")
+    if isinstance(exclude_texts, str):
+        raise InvalidInputError("exclude_texts takes a list of texts, not one string.")
+    hashes = sorted({content_hash(t) for t in exclude_texts if isinstance(t, str) and t.strip()})
+    if hashes:
+        unseen = {"content_hash": {"$nin": hashes}}
+        filters = search_kwargs.get("filters")
+        search_kwargs["filters"] = {"$and": [filters, unseen]} if filters else unseen
     hits = cube.search(query, user_id=user_id, k=cfg.candidates, count_usage=False, **search_kwargs)
     scored = score_candidates([h.item for h in hits], [h.score for h in hits], cfg)
     chosen = fit_to_budget([it for _, it, _ in scored], token_budget, count_tokens)

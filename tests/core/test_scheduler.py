@@ -110,3 +110,17 @@ def test_cold_activated_items_are_demoted_by_maintain(open_cube) -> None:  # typ
     assert ep.id not in {i.id for i in cube.activation_set("u")}
     assert cube.maintain()["demoted"] == [ep.id]
     assert cube.get(ep.id).state == LifecycleState.GENERATED
+
+
+def test_working_memory_leaves_out_texts_already_in_the_prompt(cube: MemCube) -> None:
+    dog = cube.add("My dog is called Pixel.", user_id="u", tags=["pet"])
+    cube.add("Pixel loves the beach.", user_id="u")
+    assert dog.id in {it.id for it in cube.working_memory("Pixel", user_id="u")}
+    shown = cube.working_memory("Pixel", user_id="u", exclude_texts=["my dog is   called PIXEL."])
+    assert dog.id not in {it.id for it in shown}
+    assert [it.content for it in shown] == ["Pixel loves the beach."]
+    assert [it.id for it in cube.working_memory("Pixel", user_id="u", tags=["pet"])] == [dog.id]
+    both = cube.working_memory("Pixel", user_id="u", tags=["pet"], exclude_texts=[dog.content])
+    assert both == []  # combined with the caller's own conditions, not instead of them
+    with pytest.raises(InvalidInputError):
+        cube.working_memory("Pixel", user_id="u", exclude_texts="My dog is called Pixel.")

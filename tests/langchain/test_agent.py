@@ -204,3 +204,17 @@ def test_sharing_is_decided_by_the_cube(cube) -> None:
     cube.unshare("alice", "bob")
     ask(agent, "What is the door code?", "b3", "bob")
     assert "4711" not in model.system_text()
+
+
+def test_turns_on_screen_are_not_recalled_again(cube) -> None:
+    """The second run of a thread has its first turns in the prompt already; the cube holds them
+    too (written after the first run) but the middleware must not paste them in twice."""
+    model = RecordingChatModel(reply="Noted, Biscuit the greyhound.")
+    agent = build(cube, model)
+    ask(agent, "My greyhound is called Biscuit.", "t1", "alice")
+    assert cube.count(user_id="alice") == 2  # both turns were written back
+    ask(agent, "What breed is Biscuit?", "t1", "alice")
+    assert [m.type for m in model.calls[-1]] == ["system", "human", "ai", "human"]
+    assert "greyhound is called Biscuit" not in model.system_text()  # on screen, not recalled
+    ask(agent, "What breed is Biscuit?", "t2", "alice")  # a new thread: not on screen
+    assert "My greyhound is called Biscuit." in model.system_text()
