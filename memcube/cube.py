@@ -1381,15 +1381,15 @@ class MemCube:
             res = self.backend.get(self.backend.items, ids=list(pending))
             ids, changes, metas = [], [], []
             for i, md in zip(res["ids"], res["metadatas"]):
-                item = metadata_to_item(md)
+                old = metadata_to_item(md)
                 n, last = pending[i]
-                item = item.model_copy(
-                    update={"access_count": item.access_count + n, "last_accessed_at": last}
+                item = old.model_copy(
+                    update={"access_count": old.access_count + n, "last_accessed_at": last}
                 )
                 # Scheduler policy: items used often move into activation memory.
                 if should_promote(item, self.scheduler_config, last):
                     item = item.model_copy(update={"state": LifecycleState.ACTIVATED})
-                new = item_to_metadata(item, metadata_to_item(md))
+                new = item_to_metadata(item, old)
                 ids.append(i)
                 # Only the keys that changed: Chroma merges, and every key it rewrites costs.
                 changes.append({k: v for k, v in new.items() if md.get(k) != v})
