@@ -195,7 +195,7 @@ class CubeClient:
 
     def __init__(
         self, url: str, path: Path, embedder: LookupEmbedder, user: str, hybrid: bool,
-        publish_interval: float = 0.1,
+        publish_interval: float = 0.5,  # MemCube.open's default
     ) -> None:  # fmt: skip
         from memcube import MemCube, RetrievalConfig
 

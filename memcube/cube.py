@@ -59,12 +59,16 @@ from memcube.plaintext.embedder import (
 )
 from memcube.plaintext.records import (
     and_,
+    chroma_part,
     item_to_metadata,
     metadata_to_item,
+    needs_check,
+    record_view,
     translate_filters,
     ts,
 )
 from memcube.plaintext.retrieval import RetrievalConfig, Retriever
+from memcube.plaintext.wherefilter import matches
 from memcube.redaction import RedactorLike, make_redactor
 from memcube.scheduler import SchedulerConfig, should_promote
 
@@ -428,7 +432,8 @@ class MemCube:
             upserts = [(it, v, prev or existing.get(it.id)) for it, v, prev in plan.upserts]
             if plan.history:
                 self._put_history(plan.history)
-            metadatas = [item_to_metadata(it, prev) for it, _, prev in upserts]
+            views = [record_view(it) for it, _, _ in upserts]
+            metadatas = [self._metadata(it, prev, view=v) for (it, _, prev), v in zip(upserts, views)]
             documents = [self.retriever.index_text(it) for it, _, _ in upserts]
             if upserts:
                 self.backend.upsert(
@@ -442,13 +447,13 @@ class MemCube:
                 self.backend.update_metadata(
                     self.backend.items,
                     [it.id for it, _ in plan.metadata_updates],
-                    [item_to_metadata(it, prev) for it, prev in plan.metadata_updates],
+                    [self._metadata(it, prev) for it, prev in plan.metadata_updates],
                 )
             if plan.history or plan.metadata_updates or any(prev for _, _, prev in upserts):
                 self.retriever.invalidate({it.user_id for it in items})
             else:  # only new records: the cached indexes grow instead of reloading
                 self.retriever.added(
-                    [it for it, _, _ in upserts], metadatas, documents, [v for _, v, _ in upserts]
+                    [it for it, _, _ in upserts], views, documents, [v for _, v, _ in upserts]
                 )
         actors = sorted({it.user_id for it in items})
         for event, ids in plan.events.items():
@@ -460,6 +465,14 @@ class MemCube:
                     {"users": actors} if len(actors) > 1 else None,
                 )
         return plan.results
+
+    def _metadata(
+        self, item: MemoryItem, previous: MemoryItem | None = None, *, view: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The Chroma metadata of ``item`` (see :mod:`memcube.plaintext.records`)."""
+        return item_to_metadata(
+            item, previous, merge_types=self.lifecycle_config._types, view=view
+        )
 
     def _to_item(self, raw: MemoryItem | dict[str, Any], user_id: str | None) -> MemoryItem:
         if isinstance(raw, MemoryItem):
@@ -517,7 +530,7 @@ class MemCube:
                 embeddings=vectors,
                 documents=texts,
                 metadatas=[
-                    item_to_metadata(it, previous[i] if previous else None) for i, it in enumerate(items)
+                    self._metadata(it, previous[i] if previous else None) for i, it in enumerate(items)
                 ],
             )
         self.retriever.invalidate({it.user_id for it in items})
@@ -617,7 +630,7 @@ class MemCube:
                 self._write([new], previous=[current])
             else:
                 self.backend.update_metadata(
-                    self.backend.items, [new.id], [item_to_metadata(new, current)]
+                    self.backend.items, [new.id], [self._metadata(new, current)]
                 )
                 self.retriever.invalidate({new.user_id})
         self.audit_log.record(op, user_id, [new.id], {"version": new.version})
@@ -703,7 +716,7 @@ class MemCube:
                 self.governance.check_write(it, user_id)
             updated = [it.model_copy(update={"expires_at": when}) for it in found]
             self.backend.update_metadata(
-                self.backend.items, [it.id for it in updated], [item_to_metadata(it) for it in updated]
+                self.backend.items, [it.id for it in updated], [self._metadata(it) for it in updated]
             )
             self.retriever.invalidate({it.user_id for it in updated})
         self.audit_log.record(
@@ -722,7 +735,7 @@ class MemCube:
             self.backend.update_metadata(
                 self.backend.items,
                 [new.id for new, _ in items],
-                [item_to_metadata(new, old) for new, old in items],
+                [self._metadata(new, old) for new, old in items],
             )
             self.retriever.invalidate({new.user_id for new, _ in items})
         self.audit_log.record(op, user_id, [new.id for new, _ in items], detail or None)
@@ -846,13 +859,11 @@ class MemCube:
         demoted: list[tuple[MemoryItem, MemoryItem]] = []
         scope = [{"live_user_id": user_id}] if user_id is not None else [{"live": True}]
         due = and_(*scope, {"expires_ts": {"$lte": now.timestamp()}})
-        for md in self.backend.get(self.backend.items, where=due)["metadatas"]:
-            it = metadata_to_item(md)
+        for it in self._select(due):
             if it.state != LifecycleState.FROZEN:
                 expired.append((it.model_copy(update={"state": LifecycleState.EXPIRED}), it))
         active = and_(*scope, {"state": LifecycleState.ACTIVATED.value})
-        for md in self.backend.get(self.backend.items, where=active)["metadatas"]:
-            it = metadata_to_item(md)
+        for it in self._select(active):
             if is_cold(it, cfg, now) and not it.is_expired:
                 demoted.append((it.model_copy(update={"state": demoted_state(it)}), it))
         self._set_in_place(expired, "expire", user_id)
@@ -1041,7 +1052,8 @@ class MemCube:
         check_expiry: bool = True,
         include_shared: bool = False,
     ) -> dict[str, Any] | None:
-        """The Chroma ``where`` for a read. With ``check_expiry=False`` expired items are not
+        """The ``where`` clause of a read, over record views (Chroma runs its stored-key part,
+        see :mod:`memcube.plaintext.records`). With ``check_expiry=False`` expired items are not
         excluded here and the caller must drop them (search does, which keeps its filter cheap)."""
         check_scope_id(agent_id, "agent_id")
         check_scope_id(session_id, "session_id")
@@ -1173,13 +1185,21 @@ class MemCube:
             include_shared=include_shared,
         )
         self.audit_log.record("items", user_id, (), read=True)
+        yield from self._select(where, batch_size=batch_size)
+
+    def _select(self, where: dict[str, Any] | None, *, batch_size: int = DEFAULT_BATCH_SIZE) -> Iterator[MemoryItem]:
+        """The stored memories ``where`` admits, page by page: Chroma runs the part of the clause
+        on keys it holds, and the rest is checked here on each record's view."""
+        stored, check = chroma_part(where), needs_check(where)
         offset = 0
         while True:
-            res = self.backend.get(self.backend.items, where=where, limit=batch_size, offset=offset)
+            res = self.backend.get(self.backend.items, where=stored, limit=batch_size, offset=offset)
             if not res["ids"]:
                 return
             for md in res["metadatas"]:
-                yield metadata_to_item(md)
+                item = metadata_to_item(md)
+                if not check or matches(where, record_view(item)):
+                    yield item
             offset += len(res["ids"])
 
     def __iter__(self) -> Iterator[MemoryItem]:
@@ -1197,6 +1217,8 @@ class MemCube:
         where = self._where(
             user_id=user_id, include_archived=include_archived, include_shared=include_shared
         )
+        if needs_check(where):
+            return sum(1 for _ in self._select(where))
         return len(self.backend.get(self.backend.items, where=where, include=())["ids"])
 
     def user_ids(self) -> list[str]:
@@ -1379,7 +1401,7 @@ class MemCube:
             return
         with self._lock:  # the read-modify-write below must not interleave with new versions
             res = self.backend.get(self.backend.items, ids=list(pending))
-            ids, changes, metas = [], [], []
+            ids, changes, views = [], [], []
             for i, md in zip(res["ids"], res["metadatas"]):
                 old = metadata_to_item(md)
                 n, last = pending[i]
@@ -1389,13 +1411,14 @@ class MemCube:
                 # Scheduler policy: items used often move into activation memory.
                 if should_promote(item, self.scheduler_config, last):
                     item = item.model_copy(update={"state": LifecycleState.ACTIVATED})
-                new = item_to_metadata(item, old)
+                view = record_view(item)
+                new = self._metadata(item, old, view=view)
                 ids.append(i)
                 # Only the keys that changed: Chroma merges, and every key it rewrites costs.
                 changes.append({k: v for k, v in new.items() if md.get(k) != v})
-                metas.append({k: v for k, v in {**md, **new}.items() if v is not None})
+                views.append(view)
             self.backend.update_metadata(self.backend.items, ids, changes)
-            self.retriever.usage_updated(dict(zip(ids, metas)))
+            self.retriever.usage_updated(dict(zip(ids, views)))
 
     # ------------------------------------------------------------------ async twins
     async def aadd(self, content: str, **kwargs: Any) -> MemoryItem:

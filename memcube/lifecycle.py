@@ -24,7 +24,9 @@ by default; chat turns and documents are stored as they come):
   ``merged``.
 
 All checks of a batch take at most three Chroma calls, and none when the batch has no candidate
-(bulk ingestion of chat turns pays nothing). Nothing is deleted: every decision keeps both sides.
+(bulk ingestion of chat turns pays nothing). They find stored memories through lookup keys that
+only visible memories of a deduplicated type carry (:func:`memcube.plaintext.records.lookup_keys`):
+memories stored while their type was not in ``merge_types`` are not merged with later ones. Nothing is deleted: every decision keeps both sides.
 """
 
 from __future__ import annotations
@@ -39,7 +41,13 @@ import numpy as np
 
 from memcube.errors import InvalidInputError
 from memcube.items import LifecycleState, MemoryItem, MemoryType, Provenance, utcnow
-from memcube.plaintext.records import metadata_to_item
+from memcube.plaintext.records import (
+    LOOKUP_HASH,
+    LOOKUP_SCOPE,
+    LOOKUP_SUBJECT,
+    lookup_scope,
+    metadata_to_item,
+)
 
 if TYPE_CHECKING:
     from memcube.cube import MemCube
@@ -200,8 +208,14 @@ def plan_batch(
             events=events,
         )
     backend = cube.backend
+    # The stored memories these can merge with: visible ones of the same owners and types, found
+    # through the lookup keys (memcube.plaintext.records.lookup_keys).
     users = sorted({items[i].user_id for i in candidates})
-    user_clause = {"live_user_id": {"$in": users}} if len(users) > 1 else {"live_user_id": users[0]}
+    # A subject's current value may be held by any deduplicated type; a duplicate has the same type.
+    owned = {LOOKUP_SCOPE: {"$in": [lookup_scope(u, t) for u in users for t in sorted(cfg._types)]}}
+    same_type = {
+        LOOKUP_SCOPE: {"$in": sorted({lookup_scope(items[i].user_id, items[i].memory_type.value) for i in candidates})}
+    }
 
     # Stored counterparts: current memories with the same subjects, and with the same hashes.
     stored_by_key: dict[tuple[str, str, str], MemoryItem] = {}
@@ -209,7 +223,7 @@ def plan_batch(
     subjects = sorted({*raw_subjects, *(_norm(x) for x in raw_subjects)})
     if cfg.supersede and subjects:
         res = backend.get(
-            backend.items, where={"$and": [user_clause, {f"md:{SUBJECT_KEY}": {"$in": subjects}}]}
+            backend.items, where={"$and": [owned, {LOOKUP_SUBJECT: {"$in": subjects}}]}
         )
         for md in res["metadatas"]:
             it = metadata_to_item(md)
@@ -222,7 +236,7 @@ def plan_batch(
     if cfg.exact_duplicates:
         hashes = sorted({items[i].content_hash for i in candidates})
         res = backend.get(
-            backend.items, where={"$and": [user_clause, {"content_hash": {"$in": hashes}}]}
+            backend.items, where={"$and": [same_type, {LOOKUP_HASH: {"$in": hashes}}]}
         )
         for md in res["metadatas"]:
             it = metadata_to_item(md)
@@ -233,7 +247,7 @@ def plan_batch(
         for i in candidates:
             groups.setdefault((items[i].user_id, items[i].memory_type.value), []).append(i)
         for (user, mtype), idx in groups.items():
-            where = {"$and": [{"live_user_id": user}, {"memory_type": mtype}]}
+            where = {LOOKUP_SCOPE: lookup_scope(user, mtype)}
             res = backend._retry(
                 lambda idx=idx, where=where: backend.items.query(
                     query_embeddings=[list(vectors[i]) for i in idx],

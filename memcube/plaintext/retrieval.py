@@ -16,7 +16,7 @@ to rank what that clause admits. Ranking is hybrid:
 Each signal is standardised (z-score over the memories the ``where`` clause admits) and the
 weighted sum is the hit's ``score``; the per-signal values are in ``hit.signals``.
 
-Where the work happens: a user's records (ids, flat metadata, index texts, embeddings) are loaded
+Where the work happens: a user's records (ids, flat views, index texts, embeddings) are loaded
 once into a per-process :class:`~memcube.plaintext.userindex.UserIndex` that holds the BM25
 indexes and the embedding matrix, so a search is one query embedding, one small Chroma read and
 in-memory arithmetic. The cache is kept exact:
@@ -60,10 +60,10 @@ from memcube.outbox import Outbox
 from memcube.plaintext.backend import ChromaBackend
 from memcube.plaintext.embedder import Embedder
 from memcube.plaintext.lexical import tokenize
-from memcube.plaintext.records import metadata_to_item
+from memcube.plaintext.records import chroma_part, metadata_to_item, needs_check, record_view
 from memcube.plaintext.temporal import format_day, query_periods
 from memcube.plaintext.userindex import UserIndex
-from memcube.plaintext.wherefilter import scope_owners
+from memcube.plaintext.wherefilter import matches, scope_owners
 
 log = logging.getLogger(__name__)
 
@@ -292,12 +292,12 @@ class Retriever:
     def added(
         self,
         items: Sequence[MemoryItem],
-        metadatas: Sequence[dict[str, Any]],
+        views: Sequence[dict[str, Any]],
         documents: Sequence[str],
         embeddings: Sequence[Sequence[float]],
     ) -> None:
-        """Called by the cube after it inserted new records (exactly these metadatas, documents
-        and embeddings): they are appended to this process's cached indexes, and other processes
+        """Called by the cube after it inserted new records (these items, with their
+        :func:`~memcube.plaintext.records.record_view`, documents and embeddings): they are appended to this process's cached indexes, and other processes
         are told through a new marker. A user whose cached index already holds one of the ids
         (an explicit id written again) has that index discarded instead (reloaded when next
         searched)."""
@@ -316,19 +316,19 @@ class Retriever:
                 self._append(
                     entry.index,
                     [items[n].id for n in rows],
-                    [metadatas[n] for n in rows],
+                    [views[n] for n in rows],
                     [documents[n] for n in rows],
                     np.asarray([embeddings[n] for n in rows], dtype=np.float32),
                 )
                 entry.local_seq = seq
         self.outbox.put("markers", by_user)
 
-    def usage_updated(self, metadatas: Mapping[str, dict[str, Any]]) -> None:
-        """Called by the cube after it rewrote records' usage counts (ids to the stored
-        metadata): cached copies are updated in place; nothing else changed."""
+    def usage_updated(self, views: Mapping[str, dict[str, Any]]) -> None:
+        """Called by the cube after it rewrote records' usage counts (ids to their new views):
+        cached copies are updated in place; nothing else changed."""
         with self._lock:
             for entry in self._cache.values():
-                entry.index.replace_metadata(metadatas)
+                entry.index.replace_metadata(views)
 
     def close(self) -> None:
         """Withdraw this cube's markers (readers elsewhere reload once, which is harmless)."""
@@ -345,14 +345,14 @@ class Retriever:
         self,
         index: UserIndex,
         ids: Sequence[str],
-        metadatas: Sequence[dict[str, Any]],
+        views: Sequence[dict[str, Any]],
         documents: Sequence[str],
         embeddings: np.ndarray,
     ) -> None:
-        """Derive what ranking needs from stored records and append it to ``index``."""
+        """Derive what ranking needs from records' views and append it to ``index``."""
         cfg = self.config
         lexical_docs, own_docs, sessions = [], [], []
-        for md, doc in zip(metadatas, documents):
+        for md, doc in zip(views, documents):
             data = json.loads(md["json"])
             meta = data.get("metadata") or {}
             context = "" if cfg.embed_context else self._context(meta)
@@ -364,11 +364,11 @@ class Retriever:
             sessions.append(md.get("session_id") or "")
         index.append(
             ids,
-            metadatas,
+            views,
             lexical_docs,
             own_docs,
             embeddings,
-            [float(md.get("time_ts") or 0.0) for md in metadatas],
+            [float(md.get("time_ts") or 0.0) for md in views],
             sessions,
         )
 
@@ -391,7 +391,7 @@ class Retriever:
             self._append(
                 index,
                 ids,
-                list(res["metadatas"]),
+                [record_view(metadata_to_item(md)) for md in res["metadatas"]],
                 [d or "" for d in res["documents"]],
                 np.asarray(emb, dtype=np.float32).reshape(len(ids), -1),
             )
@@ -434,7 +434,9 @@ class Retriever:
             for branch in where["$or"]:
                 part = scope_owners(branch)
                 if part is None:
-                    res = self.backend.get(self.backend.items, where=branch, include=("metadatas",))
+                    res = self.backend.get(
+                        self.backend.items, where=chroma_part(branch), include=("metadatas",)
+                    )
                     part = {str(md.get("user_id")) for md in res["metadatas"] or []}
                 owners |= part
             return owners
@@ -547,13 +549,27 @@ class Retriever:
         return out
 
     def _dense_only(self, query: str, *, where: dict[str, Any] | None, k: int) -> list[SearchHit]:
+        """Chroma's nearest neighbours under the stored-key part of ``where``; when the clause
+        names other keys, the neighbours are checked here and the query widened until ``k``
+        pass or Chroma has no more."""
         vector = self.embedder.embed_query(query)
-        res = self.backend.query(self.backend.items, vector, n=k, where=where)
-        hits: list[SearchHit] = []
-        for md, dist in zip(res["metadatas"][0], res["distances"][0]):
-            sim = 1.0 - float(dist)
-            hits.append(SearchHit(item=metadata_to_item(md), score=sim, signals={"dense": sim}))
-        return hits
+        stored, check = chroma_part(where), needs_check(where)
+        n = max(4 * k, 32) if check else k
+        while True:
+            res = self.backend.query(self.backend.items, vector, n=n, where=stored)
+            found = list(zip(res["metadatas"][0], res["distances"][0]))
+            hits: list[SearchHit] = []
+            for md, dist in found:
+                item = metadata_to_item(md)
+                if check and not matches(where, record_view(item)):
+                    continue
+                sim = 1.0 - float(dist)
+                hits.append(SearchHit(item=item, score=sim, signals={"dense": sim}))
+                if len(hits) == k:
+                    return hits
+            if len(found) < n:
+                return hits
+            n *= 4
 
     def cached_users(self) -> list[str]:
         """Users whose index is cached in this process (most recently searched last)."""

@@ -1,8 +1,9 @@
-"""Evaluate a Chroma ``where`` clause against flat record metadata, in process.
+"""Evaluate a ``where`` clause against a record's flat view, in process.
 
-The retriever ranks a user's records from an in-memory cache; this evaluator decides which cached
-records the cube's ``where`` clause (scope, lifecycle state, expiry, user filters) admits, and
-confirms the final hits on freshly read records. Equality and membership (the scope clauses)
+Chroma holds only a record's JSON and scope keys (:mod:`memcube.plaintext.records`), so every
+other condition of the cube's ``where`` clauses (lifecycle state, expiry, tags, user filters) is
+decided here: on the retriever's cached records, and on the records a Chroma read returns for
+the clause's stored-key part. Equality and membership (the scope clauses)
 are exact; a missing key counts as a match only under ``$ne`` / ``$nin`` (a user-filter nuance,
 never a scope one: scope clauses never use those operators).
 

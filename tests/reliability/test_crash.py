@@ -18,7 +18,7 @@ from memcube import MemCube
 from memcube.atomic import atomic_write_bytes
 from memcube.config import MANIFEST_NAME, CubeManifest
 from memcube.errors import BackendUnavailableError
-from memcube.plaintext.records import metadata_to_item
+from memcube.plaintext.records import item_to_metadata, metadata_to_item
 from memcube.testing import ChromaServer
 
 
@@ -35,8 +35,8 @@ def assert_no_half_written_items(cube: MemCube, acked: list[list[str]]) -> None:
         item = metadata_to_item(md)  # the full JSON record is there and valid
         assert item.id == item_id
         assert doc == item.content
-        assert md["user_id"] == item.user_id and md["version"] == item.version
-        assert md["md:i"] == item.metadata["i"]
+        # Every stored key is there, with the value the JSON implies.
+        assert md == item_to_metadata(item, merge_types=cube.lifecycle_config._types)
         assert len(emb) == cube.manifest.embedding_dimension
         assert all(math.isfinite(float(x)) for x in emb)
     extra = stored - acked_ids
