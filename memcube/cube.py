@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -78,8 +79,13 @@ log = logging.getLogger(__name__)
 DEFAULT_BATCH_SIZE = 256
 #: ``add_many`` shows a progress bar from this many items on (unless ``progress`` says otherwise).
 PROGRESS_THRESHOLD = 500
-#: Searches buffer access counts in memory and write them back after this many hits.
+#: Searches buffer access counts in memory and write them back after this many hits, at most
+#: once per USAGE_FLUSH_SECONDS (each write-back rewrites every record it counts, which competes
+#: with adds for Chroma: at 40 searches/s, flushing every 256 hits rewrote 10 records per add),
+#: or at once when USAGE_MAX_PENDING memories are waiting.
 USAGE_FLUSH_EVERY = 256
+USAGE_FLUSH_SECONDS = 10.0
+USAGE_MAX_PENDING = 4096
 LOCK_NAME = ".memcube.lock"
 
 _UPDATABLE = {
@@ -253,6 +259,7 @@ class MemCube:
         self._usage_flushing = False
         self._usage_lock = threading.Lock()
         self._usage_pending = 0
+        self._usage_flushed_at = time.monotonic()
         self.scheduler_config = (scheduler or SchedulerConfig()).validate()
         self.lifecycle_config = (lifecycle or LifecycleConfig()).validate()
         self.audit_log = AuditLog(self.backend, audit, outbox=self.outbox)
@@ -1376,7 +1383,11 @@ class MemCube:
                 n, _ = self._usage.get(i, (0, now))
                 self._usage[i] = (n + 1, now)
             self._usage_pending += len(ids)
-            if self._usage_pending < USAGE_FLUSH_EVERY or self._usage_flushing:
+            due = (
+                self._usage_pending >= USAGE_FLUSH_EVERY
+                and time.monotonic() - self._usage_flushed_at >= USAGE_FLUSH_SECONDS
+            )
+            if self._usage_flushing or not (due or len(self._usage) >= USAGE_MAX_PENDING):
                 return
             self._usage_flushing = True
         # Off the search path: a flush rewrites hundreds of records (~0.5 s at 256 hits), which
@@ -1393,10 +1404,13 @@ class MemCube:
             self._usage_flushing = False
 
     def flush_usage(self) -> None:
-        """Write buffered access counts. Usage is advisory: counts not yet flushed when a
-        process dies are lost, memories never are."""
+        """Write buffered access counts. Searches do this in the background after
+        ``USAGE_FLUSH_EVERY`` hits, at most once per ``USAGE_FLUSH_SECONDS``; ``close``,
+        ``flush``, ``maintain`` and ``activation_set`` do it at once. Usage is advisory: counts
+        not yet flushed when a process dies are lost, memories never are."""
         with self._usage_lock:
             pending, self._usage, self._usage_pending = self._usage, {}, 0
+            self._usage_flushed_at = time.monotonic()
         if not pending:
             return
         with self._lock:  # the read-modify-write below must not interleave with new versions

@@ -35,6 +35,12 @@ Audit (:meth:`MemCube.audit`)
     round trip and searching stays as cheap as raw Chroma. A process killed hard loses at most
     the entries not yet written (``publish_interval=0`` writes the entry of each write before
     the operation returns). See :class:`AuditConfig`.
+
+    Entries are stored in *pages*: one Chroma record per write of the outbox (up to
+    :data:`PAGE_ENTRIES` entries as JSON, with the page's first and last time as filterable keys
+    and no document). One record per entry cost more than the memories themselves under mixed
+    traffic (a search's entry is a record too; Chroma also full-text indexed the item ids). A
+    query reads the pages of its time range and checks every other condition in process.
 """
 
 from __future__ import annotations
@@ -278,6 +284,10 @@ class AuditConfig:
     max_query_chars: int = 200
 
 
+#: Most entries stored in one Chroma record.
+PAGE_ENTRIES = 256
+
+
 class AuditLog:
     """Append-only log of operations in the cube's ``audit`` Chroma collection, written through
     the cube's :class:`~memcube.outbox.Outbox`."""
@@ -304,24 +314,30 @@ class AuditLog:
         if not cfg.enabled or (read and not cfg.log_reads):
             return
         now = time.time()
-        ids = list(dict.fromkeys(item_ids))
-        md = {
+        entry = {
+            "id": f"{now:.6f}-{uuid.uuid4().hex[:12]}",
             "ts": now,
             "actor": ADMIN_ACTOR if actor is None else actor,
             "op": op,
-            "n_items": len(ids),
+            "ids": list(dict.fromkeys(item_ids)),
+            # Serialised now: the caller may change its dict after the operation returns.
             "detail": json.dumps(detail or {}, default=str),
         }
-        entry_id = f"{now:.6f}-{uuid.uuid4().hex[:12]}"
-        self.outbox.put("audit", [(entry_id, md, " ".join(ids) if ids else "-")], urgent=not read)
+        self.outbox.put("audit", [entry], urgent=not read)
 
-    def _write(self, entries: list[tuple[str, dict[str, Any], str]]) -> None:
+    def _write(self, entries: list[dict[str, Any]]) -> None:
+        """Store queued entries as pages (one Chroma call)."""
+        pages = [entries[i : i + PAGE_ENTRIES] for i in range(0, len(entries), PAGE_ENTRIES)]
+        firsts = [min(e["ts"] for e in page) for page in pages]
         self.backend.upsert(
             self.backend.audit,
-            [e[0] for e in entries],
-            embeddings=[[e[1]["ts"] % 1e6] for e in entries],
-            documents=[e[2] for e in entries],
-            metadatas=[e[1] for e in entries],
+            [f"{first:.6f}-{uuid.uuid4().hex[:12]}" for first in firsts],
+            embeddings=[[first % 1e6] for first in firsts],
+            documents=None,
+            metadatas=[
+                {"ts": first, "ts_max": max(e["ts"] for e in page), "entries": json.dumps(page)}
+                for first, page in zip(firsts, pages)
+            ],
         )
 
     def flush(self) -> None:
@@ -340,43 +356,62 @@ class AuditLog:
     ) -> list[AuditEntry]:
         """Entries matching every given condition, oldest first (the newest ``limit``)."""
         self.flush()
-        clauses: list[dict[str, Any]] = []
         if actor is not None:
             check_scope_id(actor, "actor")
-            clauses.append({"actor": {"$eq": actor}})
-        if op is not None:
-            ops = [op] if isinstance(op, str) else list(op)
-            clauses.append({"op": {"$in": ops}})
-        if since is not None:
-            clauses.append({"ts": {"$gte": as_utc(since).timestamp()}})
-        if until is not None:
-            clauses.append({"ts": {"$lte": as_utc(until).timestamp()}})
+        ops = None if op is None else {op} if isinstance(op, str) else set(op)
+        start = None if since is None else as_utc(since).timestamp()
+        end = None if until is None else as_utc(until).timestamp()
+        clauses: list[dict[str, Any]] = []
+        if start is not None:  # a page overlaps the range; an entry of the earlier layout has "ts" only
+            clauses.append({"$or": [{"ts_max": {"$gte": start}}, {"ts": {"$gte": start}}]})
+        if end is not None:
+            clauses.append({"ts": {"$lte": end}})
         where = None if not clauses else clauses[0] if len(clauses) == 1 else {"$and": clauses}
-        kwargs: dict[str, Any] = {"where": where, "include": ["metadatas", "documents"]}
-        if item_id is not None:
-            kwargs["where_document"] = {"$contains": item_id}
-        res = self.backend._retry(lambda: self.backend.audit.get(**kwargs), "audit query")
+        res = self.backend.get(self.backend.audit, where=where, include=("metadatas", "documents"))
         out = []
-        for eid, md, doc in zip(res["ids"], res["metadatas"], res["documents"]):
-            ids = tuple(x for x in (doc or "").split() if x != "-")
-            if item_id is not None and item_id not in ids:
-                continue
-            out.append(
-                AuditEntry(
-                    id=eid,
-                    time=datetime.fromtimestamp(md["ts"], timezone.utc),
-                    actor=md["actor"],
-                    op=md["op"],
-                    item_ids=ids,
-                    detail=json.loads(md.get("detail") or "{}"),
-                )
-            )
+        for rid, md, doc in zip(res["ids"], res["metadatas"], res["documents"]):
+            for e in _entries(rid, md, doc):
+                if (
+                    (actor is not None and e.actor != actor)
+                    or (ops is not None and e.op not in ops)
+                    or (item_id is not None and item_id not in e.item_ids)
+                    or (start is not None and e.time.timestamp() < start)
+                    or (end is not None and e.time.timestamp() > end)
+                ):
+                    continue
+                out.append(e)
         out.sort(key=lambda e: (e.time, e.id))
         if limit is not None:
             if limit < 1:
                 raise InvalidInputError("limit must be a positive integer.")
             out = out[-limit:]
         return out
+
+
+def _entries(record_id: str, md: dict[str, Any], document: str | None) -> list[AuditEntry]:
+    """The entries of one stored audit record: a page, or one entry of the earlier layout (one
+    record per entry, its item ids in the document)."""
+    if "entries" in md:
+        rows = json.loads(md["entries"])
+    else:
+        rows = [
+            {
+                "id": record_id, "ts": md["ts"], "actor": md["actor"], "op": md["op"],
+                "ids": [x for x in (document or "").split() if x != "-"],
+                "detail": md.get("detail") or "{}",
+            }
+        ]  # fmt: skip
+    return [
+        AuditEntry(
+            id=r["id"],
+            time=datetime.fromtimestamp(r["ts"], timezone.utc),
+            actor=r["actor"],
+            op=r["op"],
+            item_ids=tuple(r["ids"]),
+            detail=json.loads(r["detail"]),
+        )
+        for r in rows
+    ]
 
 
 __all__ = [

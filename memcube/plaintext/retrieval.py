@@ -34,6 +34,11 @@ in-memory arithmetic. The cache is kept exact:
   Each cube ignores its own marker, which is why its own writes never cost it a reload; it
   deletes its markers when closed. A cached index is also reloaded after
   ``max_cache_seconds``, in case a writer died before publishing.
+* **readers**: a cube registers as a *reader* of a user (a record in the same side collection)
+  before it first loads that user's records, and a writer publishes a marker only for users
+  some other cube reads (it looks after its write is stored). So no marker is written when
+  nobody else caches the user (e.g. each process serving its own users), and none is missed: a
+  reader that registered after the writer looked loads records that already hold the write.
 
 Hits are built from the cached records, which are exactly what Chroma holds, except for usage
 counts that another process has flushed since the load (usage is advisory).
@@ -205,6 +210,7 @@ class Retriever:
         self.writer = uuid.uuid4().hex
         self._seq: dict[str, int] = {}  # per user: writes this process made
         self._marked: set[str] = set()  # users this cube has published a marker for
+        self._reading: set[str] = set()  # users this cube is registered as a reader of
         self.outbox = outbox or Outbox(interval=0)
         self.outbox.channel("markers", self._publish)
 
@@ -245,9 +251,35 @@ class Retriever:
     def _marker_id(self, user_id: str) -> str:
         return f"{self.writer}:{hashlib.sha256(user_id.encode()).hexdigest()[:32]}"
 
+    def _reader_id(self, user_id: str) -> str:
+        return f"reader:{self._marker_id(user_id)}"
+
+    def _register_reader(self, user_id: str) -> None:
+        """Tell writers elsewhere that this cube caches ``user_id`` (once per user)."""
+        with self._lock:
+            if user_id in self._reading:
+                return
+        self.backend.upsert(
+            self._state_collection,
+            [self._reader_id(user_id)],
+            embeddings=None,
+            documents=None,
+            metadatas=[{"reader_user": user_id, "reader": self.writer}],
+        )
+        with self._lock:
+            self._reading.add(user_id)
+
     def _publish(self, user_ids: Iterable[str]) -> None:
-        """Write new markers for these users (called by the outbox with what was queued)."""
-        ids = sorted(set(user_ids))
+        """Write new markers for those of these users another cube reads (called by the outbox,
+        after the writes it publishes are stored)."""
+        wanted = sorted(set(user_ids))
+        if not wanted:
+            return
+        res = self.backend.get(
+            self._state_collection, where={"reader_user": {"$in": wanted}}, include=("metadatas",)
+        )
+        read = {md["reader_user"] for md in res["metadatas"] if md.get("reader") != self.writer}
+        ids = [u for u in wanted if u in read]
         if not ids:
             return
         self.backend.upsert(
@@ -331,13 +363,18 @@ class Retriever:
                 entry.index.replace_metadata(views)
 
     def close(self) -> None:
-        """Withdraw this cube's markers (readers elsewhere reload once, which is harmless)."""
+        """Withdraw this cube's markers (readers elsewhere reload once, which is harmless) and
+        its reader registrations."""
         with self._lock:
             users, self._marked = sorted(self._marked), set()
+            readers, self._reading = sorted(self._reading), set()
             self._cache.clear()
-        if users:
+        if users or readers:
             try:
-                self.backend.delete(self._state_collection, ids=[self._marker_id(u) for u in users])
+                self.backend.delete(
+                    self._state_collection,
+                    ids=[self._marker_id(u) for u in users] + [self._reader_id(u) for u in readers],
+                )
             except MemCubeError:  # a server already gone: the markers are only stale hints
                 log.warning("could not withdraw retrieval markers", exc_info=True)
 
@@ -398,7 +435,8 @@ class Retriever:
         return index
 
     def _index(self, user_id: str) -> UserIndex:
-        markers = self._markers(user_id)  # before the data: see the module docstring
+        self._register_reader(user_id)  # before markers and data: see the module docstring
+        markers = self._markers(user_id)
         with self._lock:
             seq = self._seq.get(user_id, 0)
             entry = self._cache.get(user_id)

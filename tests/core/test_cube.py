@@ -242,6 +242,23 @@ def test_usage_counts_are_recorded(cube: MemCube) -> None:
     assert got.version == 1  # usage is bookkeeping, not a new version
 
 
+def test_usage_write_back_waits_for_its_interval(cube: MemCube, monkeypatch: pytest.MonkeyPatch) -> None:
+    import memcube.cube as cube_module
+
+    item = cube.add("the throttled usage memory", user_id="u")
+    monkeypatch.setattr(cube_module, "USAGE_FLUSH_EVERY", 2)
+    cube._usage_flushed_at = cube_module.time.monotonic()  # just written back
+    for _ in range(3):
+        cube.search("throttled usage", user_id="u", k=1)
+    assert not cube._usage_flushing and cube.get(item.id).access_count == 0  # still buffered
+    monkeypatch.setattr(cube_module, "USAGE_FLUSH_SECONDS", 0.0)
+    cube.search("throttled usage", user_id="u", k=1)  # due now: written back in the background
+    deadline = cube_module.time.monotonic() + 10
+    while cube.get(item.id).access_count != 4:
+        assert cube_module.time.monotonic() < deadline, "usage was never written back"
+        cube_module.time.sleep(0.05)
+
+
 def test_closed_cube_refuses(open_cube) -> None:  # type: ignore[no-untyped-def]
     cube = open_cube()
     cube.close()

@@ -171,6 +171,17 @@ def test_audit_log_records_who_what_when_which(cube: MemCube) -> None:
     assert len(cube.audit(limit=2)) == 2
 
 
+def test_audit_entries_of_the_earlier_layout_still_read(cube: MemCube) -> None:
+    # Entries once kept their item ids in the (full-text indexed) document.
+    cube.backend.upsert(
+        cube.backend.audit, ["1.000000-old"], embeddings=[[1.0]], documents=["id-1 id-2"],
+        metadatas=[{"ts": 1.0, "actor": "alice", "op": "search", "n_items": 2,
+                    "detail": '{"query": "q"}'}],
+    )  # fmt: skip
+    (old,) = cube.audit(item_id="id-2")
+    assert (old.actor, old.op, old.item_ids, old.detail) == ("alice", "search", ("id-1", "id-2"), {"query": "q"})
+
+
 def test_redaction_is_opt_in_with_default_patterns(open_cube, tmp_path) -> None:  # type: ignore[no-untyped-def]
     text = "reach me at ann@example.org, +1 415 555 0100, card 4111 1111 1111 1111"
     plain = open_cube(tmp_path / "plain")

@@ -77,8 +77,8 @@ def test_audit_entries_reach_chroma_without_a_flush(cube: MemCube) -> None:
     item = cube.add("the outbox writes this entry in the background", user_id="u")
     deadline = time.monotonic() + 5.0
     while True:  # read the collection directly: AuditLog.query would flush first
-        res = cube.backend.audit.get(include=["documents"])
-        if any(item.id in (doc or "") for doc in res["documents"]):
+        res = cube.backend.audit.get(include=["metadatas"])
+        if any(item.id in md["entries"] for md in res["metadatas"]):
             break
         assert time.monotonic() < deadline, "the audit entry was never written"
         time.sleep(0.05)

@@ -220,6 +220,34 @@ def test_other_writers_are_seen_through_their_markers(backend: str | None, tmp_p
         first.close()
 
 
+def test_markers_are_written_only_for_users_another_cube_reads(backend: str | None, tmp_path: Path) -> None:
+    if backend is None:
+        pytest.skip("an embedded cube admits one writer (file lock); shared stores use a server")
+    writer = MemCube.open(tmp_path / "cube", chroma_url=backend, publish_interval=0)
+    reader = MemCube.open(tmp_path / "cube", chroma_url=backend, publish_interval=0)
+    state = writer.retriever._state_collection
+
+    def markers(user: str) -> list[dict]:
+        return state.get(where={"user_id": user}, include=["metadatas"])["metadatas"]
+
+    try:
+        writer.add("Bob's Ostrakon vase is blue.", user_id="bob")
+        assert writer.search("Ostrakon", user_id="bob", k=1)  # its own reads need no marker
+        assert markers("bob") == []
+        # Nobody else read bob before this write: the reader's first load already holds it.
+        assert reader.search("Ostrakon vase", user_id="bob", k=1)[0].item.content.startswith("Bob's")
+        added = writer.add("Bob's Ostrakon lamp is red.", user_id="bob")
+        assert [m["writer"] for m in markers("bob")] == [writer.retriever.writer]
+        assert reader.search("Ostrakon lamp", user_id="bob", k=1)[0].item.id == added.id
+        reader.close()  # withdraws its registration: no more markers for bob
+        token = markers("bob")[0]["token"]
+        writer.add("Bob's Ostrakon rug is green.", user_id="bob")
+        assert markers("bob")[0]["token"] == token
+    finally:
+        reader.close()
+        writer.close()
+
+
 def test_own_adds_grow_the_cached_index_without_reloading(cube: MemCube) -> None:
     _add_topical(cube)
     assert cube.search("Quantavir", user_id="alice", k=1)  # loads alice's index once
