@@ -503,16 +503,20 @@ class Retriever:
             if not parts:
                 return []
             scores, signals = self._score(query, qv, parts)
-            rows = [(index, int(n)) for index, admitted in parts for n in admitted]
-            order = np.argsort(-scores, kind="stable")[:k]
-            return [
-                SearchHit(
-                    item=metadata_to_item(rows[i][0].metadatas[rows[i][1]]),
-                    score=float(scores[i]),
-                    signals={name: float(v[i]) for name, v in signals.items()},
+            # Row i of the scores is position admitted[i - starts[p]] of part p.
+            starts = np.cumsum([0] + [admitted.size for _, admitted in parts])
+            hits = []
+            for i in (int(x) for x in np.argsort(-scores, kind="stable")[:k]):
+                p = int(np.searchsorted(starts, i, side="right")) - 1
+                index, admitted = parts[p]
+                hits.append(
+                    SearchHit(
+                        item=metadata_to_item(index.metadatas[int(admitted[i - starts[p]])]),
+                        score=float(scores[i]),
+                        signals={name: float(v[i]) for name, v in signals.items()},
+                    )
                 )
-                for i in (int(x) for x in order)
-            ]
+            return hits
 
     def _score(
         self, query: str, qv: np.ndarray | None, parts: list[tuple[UserIndex, np.ndarray]]
