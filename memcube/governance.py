@@ -331,7 +331,7 @@ class AuditLog:
         firsts = [min(e["ts"] for e in page) for page in pages]
         self.backend.upsert(
             self.backend.audit,
-            [f"{first:.6f}-{uuid.uuid4().hex[:12]}" for first in firsts],
+            [page[0]["id"] for page in pages],  # a replayed write rewrites the same pages
             embeddings=[[first % 1e6] for first in firsts],
             documents=None,
             metadatas=[

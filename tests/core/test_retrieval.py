@@ -228,7 +228,7 @@ def test_markers_are_written_only_for_users_another_cube_reads(backend: str | No
     state = writer.retriever._state_collection
 
     def markers(user: str) -> list[dict]:
-        return state.get(where={"user_id": user}, include=["metadatas"])["metadatas"]
+        return state.get(where={"marker_user": user}, include=["metadatas"])["metadatas"]
 
     try:
         writer.add("Bob's Ostrakon vase is blue.", user_id="bob")
