@@ -87,6 +87,8 @@ USAGE_FLUSH_EVERY = 256
 USAGE_FLUSH_SECONDS = 10.0
 USAGE_MAX_PENDING = 4096
 LOCK_NAME = ".memcube.lock"
+#: Id of the record (in the retrieval side collection) saying the items use the current layout.
+RECORD_LAYOUT_ID = "record-layout:2"
 
 _UPDATABLE = {
     "content",
@@ -265,7 +267,38 @@ class MemCube:
         self.audit_log = AuditLog(self.backend, audit, outbox=self.outbox)
         self._redact = make_redactor(redactor)
         self._closed = False
+        try:
+            self._upgrade_records()
+        except BaseException:
+            self.close()
+            raise
         return self
+
+    def _upgrade_records(self) -> None:
+        """Bring records of the earlier layout (every view key stored in Chroma) to the current
+        one (:mod:`memcube.plaintext.records`), once per cube: they gain the lifecycle's lookup
+        keys, so duplicates of them are still found, and lose the keys Chroma no longer needs.
+        Idempotent, so processes opening the cube at once may both run it."""
+        state = self.retriever._state_collection
+        if self.backend.get(state, ids=[RECORD_LAYOUT_ID])["ids"]:
+            return
+        offset = 0
+        while True:
+            res = self.backend.get(self.backend.items, limit=DEFAULT_BATCH_SIZE, offset=offset)
+            if not res["ids"]:
+                break
+            ids, changes = [], []
+            for id_, md in zip(res["ids"], res["metadatas"]):
+                new = self._metadata(metadata_to_item(md))
+                change = {**{k: None for k in md if k not in new}, **new}
+                if any(md.get(k) != v for k, v in change.items()):
+                    ids.append(id_)
+                    changes.append(change)
+            self.backend.update_metadata(self.backend.items, ids, changes)
+            offset += len(res["ids"])
+        self.backend.upsert(
+            state, [RECORD_LAYOUT_ID], embeddings=None, documents=None, metadatas=[{"record_layout": 2}]
+        )
 
     def close(self) -> None:
         """Flush buffered usage counts and release the client and the lock. Idempotent."""

@@ -333,8 +333,9 @@ class Retriever:
         embeddings: Sequence[Sequence[float]],
     ) -> None:
         """Called by the cube after it inserted new records (these items, with their
-        :func:`~memcube.plaintext.records.record_view`, documents and embeddings): they are appended to this process's cached indexes, and other processes
-        are told through a new marker. A user whose cached index already holds one of the ids
+        :func:`~memcube.plaintext.records.record_view`, documents and embeddings): they are
+        appended to this process's cached indexes, and other cubes reading these users are told
+        through a new marker. A user whose cached index already holds one of the ids
         (an explicit id written again) has that index discarded instead (reloaded when next
         searched)."""
         by_user: dict[str, list[int]] = {}

@@ -6,12 +6,14 @@ from __future__ import annotations
 import pytest
 
 from memcube import MemCube, RetrievalConfig
+from memcube.cube import RECORD_LAYOUT_ID
 from memcube.plaintext.records import (
     LOOKUP_HASH,
     LOOKUP_SCOPE,
     LOOKUP_SUBJECT,
     chroma_part,
     needs_check,
+    record_view,
 )
 
 DENSE = RetrievalConfig(hybrid=False)
@@ -96,3 +98,22 @@ def test_dense_search_widens_until_the_filter_is_met(open_cube) -> None:
     assert sorted(h.item.id for h in hits) == sorted(it.id for it in far)
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     assert cube.search(query, user_id="u", k=5, filters={"kind": "c"}) == []
+
+
+def test_records_of_the_earlier_layout_are_upgraded_on_open(open_cube, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    cube = open_cube(tmp_path / "old")
+    fact = cube.add("Alice is allergic to hazelnuts", user_id="alice", memory_type="fact")
+    # The earlier layout stored every view key and no lookup keys.
+    old = record_view(fact)
+    cube.backend.update_metadata(
+        cube.backend.items, [fact.id],
+        [{**old, **{k: None for k in (LOOKUP_SCOPE, LOOKUP_HASH)}}],
+    )  # fmt: skip
+    cube.backend.delete(cube.retriever._state_collection, ids=[RECORD_LAYOUT_ID])
+    assert set(_stored(cube, fact.id)) == set(old)
+    cube.close()
+
+    cube = open_cube(tmp_path / "old")
+    assert set(_stored(cube, fact.id)) == {"json", "user_id", "live_user_id", LOOKUP_SCOPE, LOOKUP_HASH}
+    again = cube.add("Alice is allergic to hazelnuts", user_id="alice", memory_type="fact")
+    assert again.id == fact.id  # the exact duplicate is found through the upgraded record
