@@ -80,9 +80,9 @@ DEFAULT_BATCH_SIZE = 256
 #: ``add_many`` shows a progress bar from this many items on (unless ``progress`` says otherwise).
 PROGRESS_THRESHOLD = 500
 #: Searches buffer access counts in memory and write them back after this many hits, at most
-#: once per USAGE_FLUSH_SECONDS (each write-back rewrites every record it counts, which competes
-#: with adds for Chroma: at 40 searches/s, flushing every 256 hits rewrote 10 records per add),
-#: or at once when USAGE_MAX_PENDING memories are waiting.
+#: once per USAGE_FLUSH_SECONDS, or at once when USAGE_MAX_PENDING memories are waiting. Each
+#: write-back rewrites every record it counts, which competes with adds for Chroma: at 40
+#: searches/s, flushing every 256 hits rewrote up to 10 records per add.
 USAGE_FLUSH_EVERY = 256
 USAGE_FLUSH_SECONDS = 10.0
 USAGE_MAX_PENDING = 4096

