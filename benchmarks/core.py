@@ -1,7 +1,7 @@
 """Core overhead: MemCube vs raw Chroma with the same embedder, doing the same work.
 
 Measures, in one run on this machine:
-- ingestion throughput (items/s) of ``cube.add_many`` vs ``collection.upsert`` after
+- ingestion throughput (items/s) of ``cube.add_many`` vs ``collection.add`` after
   ``embedder.embed_documents``, same texts, same batch size;
 - search latency p50/p95 at N items of ``cube.search`` vs ``embed_query`` + ``collection.query``.
 
@@ -63,7 +63,7 @@ def bench_raw(texts: list[str], queries: list[str], embedder: Any, batch: int, p
     for start in range(0, len(texts), batch):
         chunk = texts[start : start + batch]
         vecs = embedder.embed_documents(chunk)
-        col.upsert(
+        col.add(
             ids=[f"r{start + i}" for i in range(len(chunk))],
             embeddings=vecs,
             documents=chunk,

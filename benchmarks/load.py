@@ -1,13 +1,17 @@
 """Load benchmark, server mode: MemCube vs the same traffic sent straight to Chroma.
 
-One run starts its own ``chroma run`` (``memcube.testing.ChromaServer``) and measures, side by
-side, on the same server:
+It starts its own ``chroma run`` servers (``memcube.testing.ChromaServer``) and measures:
 
 1. **Mixed traffic** with N concurrent clients (N = 1, 4, 16 by default): each client is a thread
    with its own client object (its own ``MemCube`` opened on the same cube folder with
    ``chroma_url``, or its own ``chromadb.HttpClient``), its own user, and a 50/50 mix of
    "add one memory" and "search my memories (k=10)" for ``--seconds``. Reported: throughput
-   (operations/s) and p50/p95 latency per operation kind.
+   (operations/s) and p50/p95 latency per operation kind. **Every run gets a fresh server**: on
+   one shared server each run inherited the earlier runs' data (Chroma indexes metadata keys
+   across collections, and its log grows), and the same raw run measured 223 then 109 ops/s.
+   ``raw`` and ``cube_hybrid``, the two sides the target compares, run ``--reps`` times each,
+   alternating which goes first; each figure is the median of its runs (all runs are in the
+   JSON under ``runs``).
 2. **Search latency at ``--bulk`` items** (100,000 by default, spread over 10 users): ``--queries``
    searches, one at a time, p50/p95.
 
@@ -23,22 +27,27 @@ The Chroma side does what an application without MemCube would do for the same t
   once (cached in ``--cache-dir`` as ``.npy``, loaded with ``allow_pickle=False``) and served
   from a dictionary, so both pay near-zero embedding cost and the ratio isolates what the cube
   adds in storage and bookkeeping (``mixed`` in the JSON). This is the harsher comparison.
- For the bulk load (always ``lookup``), 100,000 MiniLM embeddings would take ~17 minutes on 2 cores, so
-the cheaper path is: ``--base`` real MiniLM embeddings of distinct sentences, and item i gets
+For the bulk load (always ``lookup``), 100,000 MiniLM embeddings would take ~17 minutes on 2
+cores, so the cheaper path is: ``--base`` real MiniLM embeddings of distinct sentences, and item i gets
 base vector ``i % base`` plus Gaussian noise (sigma 0.02 per dimension), re-normalised, with the
 text ``"<base sentence> [i]"``. Both sides get exactly the same vectors. Queries are real MiniLM
 embeddings of separate query sentences.
 
-MemCube is measured three ways: ``cube_hybrid`` is the default (hybrid retrieval: dense + BM25
-+ session + time signals, with a per-process cache; an add's audit entry and cache marker are
-written by the outbox within ``publish_interval`` = 0.5 s, see :mod:`memcube.outbox`);
-``cube_dense`` uses ``RetrievalConfig(hybrid=False)`` (dense only: the same Chroma query plus
-scoping, lifecycle filters and JSON decoding); ``cube_strict`` is the default with
-``publish_interval=0``, which writes the audit entry and the marker before each add returns
-(three Chroma writes per add instead of one).
+``raw_tuned`` is raw Chroma with the cube's index sync setting
+(``memcube.plaintext.backend.ITEMS_SYNC_THRESHOLD``): it shows how much of the difference is
+that setting rather than the cube's own work. MemCube is measured three ways:
+
+* ``cube_hybrid``, the default: hybrid retrieval (dense + BM25 + session + time signals, with a
+  per-process cache); an add's cache marker is written by the outbox within ``publish_interval``
+  (0.5 s) and its audit entry within ``AuditConfig.interval`` (2 s), see :mod:`memcube.outbox`;
+* ``cube_dense``: ``RetrievalConfig(hybrid=False)``, dense only (the same Chroma query plus
+  scoping, lifecycle filters and JSON decoding);
+* ``cube_strict``: the default with ``publish_interval=0``, which writes the audit entry and the
+  marker before each add returns (up to three Chroma writes per add instead of one).
 
 Usage:
-    python -m benchmarks.load [--clients 1,4,16] [--seconds 10] [--bulk 100000] [--json OUT]
+    python -m benchmarks.load [--clients 1,4,16] [--seconds 10] [--reps 3] [--bulk 100000]
+                              [--json OUT]
 """
 
 from __future__ import annotations
@@ -49,6 +58,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -156,7 +166,10 @@ def embed_cached(model: Any, texts: list[str], cache_dir: Path) -> np.ndarray:
 class RawClient:
     """Straight to Chroma: what an application would write without MemCube."""
 
-    def __init__(self, url: str, collection: str, embedder: LookupEmbedder, user: str) -> None:
+    def __init__(
+        self, url: str, collection: str, embedder: LookupEmbedder, user: str,
+        sync_threshold: int | None = None,
+    ) -> None:  # fmt: skip
         from urllib.parse import urlparse
 
         import chromadb
@@ -166,8 +179,11 @@ class RawClient:
         self.client = chromadb.HttpClient(
             host=u.hostname, port=u.port, settings=Settings(anonymized_telemetry=False)
         )
+        hnsw: dict[str, Any] = {"space": "cosine"}
+        if sync_threshold is not None:
+            hnsw["sync_threshold"] = sync_threshold
         self.col = self.client.get_or_create_collection(
-            collection, configuration={"hnsw": {"space": "cosine"}}, embedding_function=None
+            collection, configuration={"hnsw": hnsw}, embedding_function=None
         )
         self.embedder = embedder
         self.user = user
@@ -274,15 +290,76 @@ def mixed_traffic(
     }
 
 
-def sides(url: str, work: Path, embedder: Any, n: int) -> list[tuple[str, Callable[[str], Any]]]:
-    """The four ways the same traffic is sent: raw Chroma and three cube configurations."""
-    return [
-        ("raw", lambda u: RawClient(url, f"raw_mixed_{work.name}_{n}", embedder, u)),
-        ("cube_dense", lambda u: CubeClient(url, work / f"mixed-{n}-d", embedder, u, hybrid=False)),
-        ("cube_hybrid", lambda u: CubeClient(url, work / f"mixed-{n}-h", embedder, u, hybrid=True)),
-        ("cube_strict", lambda u: CubeClient(url, work / f"mixed-{n}-s", embedder, u, hybrid=True,
-                                             publish_interval=0)),
-    ]  # fmt: skip
+def sides(embedder: Any, work: Path) -> dict[str, Callable[[str, str], Any]]:
+    """The ways the same traffic is sent, as ``side -> make(url, user)``: raw Chroma as an
+    application would call it, raw Chroma with the cube's index sync setting, and three cube
+    configurations."""
+    from memcube.plaintext.backend import ITEMS_SYNC_THRESHOLD
+
+    return {
+        "raw": lambda url, u: RawClient(url, "raw_mixed", embedder, u),
+        "raw_tuned": lambda url, u: RawClient(
+            url, "raw_mixed", embedder, u, sync_threshold=ITEMS_SYNC_THRESHOLD
+        ),
+        "cube_dense": lambda url, u: CubeClient(url, work / "d", embedder, u, hybrid=False),
+        "cube_hybrid": lambda url, u: CubeClient(url, work / "h", embedder, u, hybrid=True),
+        "cube_strict": lambda url, u: CubeClient(
+            url, work / "s", embedder, u, hybrid=True, publish_interval=0
+        ),
+    }
+
+
+#: Sides measured ``--reps`` times (the two the target compares); the others once.
+REPEATED = ("raw", "cube_hybrid")
+METRICS = ("ops_per_s", "p50_ms", "p95_ms", "add_p50_ms", "add_p95_ms", "search_p50_ms",
+           "search_p95_ms")  # fmt: skip
+
+
+def run_order(reps: int) -> list[tuple[str, int]]:
+    """(side, rep) in the order they run: the repeated sides alternate, first one then the
+    other leading, so drift on the machine hits both alike."""
+    order: list[tuple[str, int]] = []
+    for rep in range(reps):
+        pair = REPEATED if rep % 2 == 0 else REPEATED[::-1]
+        order += [(side, rep) for side in pair]
+    return order + [(side, 0) for side in ("raw_tuned", "cube_dense", "cube_strict")]
+
+
+def median_row(side: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One side's figures: per metric, the median over its runs (all runs kept under ``runs``)."""
+    row: dict[str, Any] = {"side": side, "clients": runs[0]["clients"]}
+    row.update({m: statistics.median(r[m] for r in runs) for m in METRICS})
+    row["ops"] = sum(r["ops"] for r in runs)
+    row["runs"] = runs
+    return row
+
+
+def measure_mixed(
+    work: Path, embedder: Any, n: int, args: argparse.Namespace, texts: list[str],
+    queries: list[str], label: str,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Every side at ``n`` clients, each run on a server of its own (see the module docstring)."""
+    from memcube.testing import ChromaServer
+
+    makers = sides(embedder, work)
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for side, rep in run_order(args.reps):
+        folder = work / f"{side}-{rep}"
+        server = ChromaServer(folder / "chroma" / "data")
+        server.start()
+        try:
+            run = mixed_traffic(
+                lambda u, m=makers[side], url=server.url: m(url, u), n, args.seconds, texts,
+                queries, args.seed,
+            )  # fmt: skip
+        finally:
+            server.stop()
+            shutil.rmtree(folder, ignore_errors=True)
+        runs.setdefault(side, []).append(run)
+        print(f"  {label:<6} N={n:<3} {side:<12} #{rep} {run['ops_per_s']:8.1f} ops/s  "
+              f"p50 {run['p50_ms']:7.1f} ms  p95 {run['p95_ms']:7.1f} ms")  # fmt: skip
+    order = ("raw", "raw_tuned", "cube_dense", "cube_hybrid", "cube_strict")
+    return [median_row(side, runs[side]) for side in order]
 
 
 def bulk_vectors(base: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -350,7 +427,8 @@ def search_at_scale(
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clients", default="1,4,16")
-    ap.add_argument("--seconds", type=float, default=10.0, help="per side, per client count")
+    ap.add_argument("--seconds", type=float, default=10.0, help="per run")
+    ap.add_argument("--reps", type=int, default=3, help="runs of raw and cube_hybrid per count")
     ap.add_argument("--bulk", type=int, default=100_000)
     ap.add_argument("--base", type=int, default=2000, help="real MiniLM embeddings for bulk")
     ap.add_argument("--queries", type=int, default=200)
@@ -387,32 +465,33 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     with tempfile.TemporaryDirectory(prefix="memcube-load-") as tmp:
         work = Path(tmp)
-        server = ChromaServer(work / "chroma" / "data")
-        server.start()
-        try:
-            modes = ["lookup", "live"] if args.embed == "both" else [args.embed]
-            for mode in modes:
-                emb = embedder if mode == "lookup" else model
-                key = "mixed" if mode == "lookup" else "mixed_live"
-                for n in [int(x) for x in args.clients.split(",")]:
-                    for side, make in sides(server.url, work / mode, emb, n):
-                        row = {"side": side, **mixed_traffic(
-                            make, n, args.seconds, base_texts, query_texts, args.seed)}  # fmt: skip
-                        result[key].append(row)
-                        print(f"  {mode:<6} N={n:<3} {side:<12} {row['ops_per_s']:8.1f} ops/s  "
-                              f"p50 {row['p50_ms']:7.1f} ms  p95 {row['p95_ms']:7.1f} ms")  # fmt: skip
-            if args.bulk:
-                print(f"bulk-loading {args.bulk} items into each side ...")
+        modes = ["lookup", "live"] if args.embed == "both" else [args.embed]
+        for mode in modes:
+            emb = embedder if mode == "lookup" else model
+            key = "mixed" if mode == "lookup" else "mixed_live"
+            for n in [int(x) for x in args.clients.split(",")]:
+                result[key] += measure_mixed(
+                    work / f"{mode}-{n}", emb, n, args, base_texts, query_texts, mode
+                )
+        if args.bulk:
+            print(f"bulk-loading {args.bulk} items into each side ...")
+            server = ChromaServer(work / "bulk" / "chroma" / "data")
+            server.start()
+            try:
                 result["at_scale"] = search_at_scale(
-                    server.url, work, embedder, base_texts, base_vecs, query_texts, args.bulk,
-                    args.batch, args.seed,
+                    server.url, work / "bulk", embedder, base_texts, base_vecs, query_texts,
+                    args.bulk, args.batch, args.seed,
                 )  # fmt: skip
-        finally:
-            server.stop()
+            finally:
+                server.stop()
     result["embedder_live_misses"] = embedder.misses
     result["overhead_cube_hybrid"] = {
         "live": ratios(result["mixed_live"]), "lookup": ratios(result["mixed"]),
     }  # fmt: skip
+    result["overhead_cube_hybrid_vs_raw_tuned"] = {
+        "live": ratios(result["mixed_live"], base="raw_tuned"),
+        "lookup": ratios(result["mixed"], base="raw_tuned"),
+    }
     result["machine"]["loadavg_after"] = os.getloadavg()
     report(result)
     if args.json:
@@ -422,9 +501,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return result
 
 
-def ratios(rows: list[dict[str, Any]], side: str = "cube_hybrid") -> list[dict[str, Any]]:
-    """Per client count: ``side`` over raw for throughput (raw / side) and p50/p95 latency."""
-    raw = {r["clients"]: r for r in rows if r["side"] == "raw"}
+def ratios(
+    rows: list[dict[str, Any]], side: str = "cube_hybrid", base: str = "raw"
+) -> list[dict[str, Any]]:
+    """Per client count: ``side`` over ``base`` for throughput (base / side) and p50/p95
+    latency."""
+    raw = {r["clients"]: r for r in rows if r["side"] == base}
     return [
         {
             "clients": r["clients"],

@@ -85,8 +85,16 @@ def rows(folder: Path) -> list[tuple[str, str, str, str]]:
             f"live MiniLM: {fmt(over.get('live', []))}; lookup (storage only): "
             f"{fmt(over.get('lookup', []))}{at_scale}",
             "<= 1.3x",
-            f"load.json (load {load['machine'].get('loadavg_before', ['?'])[0]})",
+            f"load.json (load {load['machine'].get('loadavg_before', ['?'])[0]:.2f})",
         ))
+        if tuned := load.get("overhead_cube_hybrid_vs_raw_tuned"):
+            out.append((
+                "the same, vs raw Chroma given the cube's index sync setting (one run)",
+                f"live MiniLM: {fmt(tuned.get('live', []))}; lookup (storage only): "
+                f"{fmt(tuned.get('lookup', []))}",
+                "(context)",
+                "load.json",
+            ))
     return out
 
 

@@ -175,16 +175,21 @@ class MemCube:
                 ``str -> str`` callable (see :mod:`memcube.redaction`).
             grant_cache_seconds: how long sharing grants are cached in this process (grants
                 made by other processes become visible within this time).
-            publish_interval: seconds within which the bookkeeping of a write (its audit entry,
-                and the marker that makes other processes' searches see it) is written; the
-                writes of one interval share one Chroma call per collection. ``0`` writes it
-                before each operation returns. See :mod:`memcube.outbox`.
+            publish_interval: seconds within which the bookkeeping of a write (the marker that
+                makes other processes' searches see it) is written; the writes of one interval
+                share one Chroma call per collection. Audit entries follow within
+                ``AuditConfig.interval`` (2 s) if that is longer. ``0`` writes all of it before
+                each operation returns. See :mod:`memcube.outbox`.
 
         Raises:
             CubeLockedError: another process has this embedded cube open.
             EmbedderMismatchError: ``embedder`` differs from the one the cube was built with.
             CorruptManifestError, UnsupportedVersionError: ``cube.json`` cannot be used.
         """
+        # Checked before anything is locked or opened, so a bad value leaves nothing behind.
+        scheduler_config = (scheduler or SchedulerConfig()).validate()
+        lifecycle_config = (lifecycle or LifecycleConfig()).validate()
+        audit_config = (audit or AuditConfig()).validate()
         self = object.__new__(cls)
         self.path = Path(path).expanduser().resolve()
         self.path.mkdir(parents=True, exist_ok=True)
@@ -262,9 +267,9 @@ class MemCube:
         self._usage_lock = threading.Lock()
         self._usage_pending = 0
         self._usage_flushed_at = time.monotonic()
-        self.scheduler_config = (scheduler or SchedulerConfig()).validate()
-        self.lifecycle_config = (lifecycle or LifecycleConfig()).validate()
-        self.audit_log = AuditLog(self.backend, audit, outbox=self.outbox)
+        self.scheduler_config = scheduler_config
+        self.lifecycle_config = lifecycle_config
+        self.audit_log = AuditLog(self.backend, audit_config, outbox=self.outbox)
         self._redact = make_redactor(redactor)
         self._closed = False
         try:
@@ -423,6 +428,7 @@ class MemCube:
                 raise InvalidInputError(
                     f"memory {it.id!r} belongs to another user; an add cannot take it over."
                 )
+        generated = {it.id for it, chosen in zip(prepared, explicit) if not chosen}
         show = progress if progress is not None else len(prepared) >= PROGRESS_THRESHOLD
         bar = None
         if show:
@@ -436,6 +442,7 @@ class MemCube:
                     prepared[start : start + batch_size],
                     mergeable[start : start + batch_size],
                     existing,
+                    generated,
                 )
                 stored.extend(batch)
                 if on_batch is not None:
@@ -456,12 +463,17 @@ class MemCube:
         return found
 
     def _store_batch(
-        self, items: list[MemoryItem], mergeable: list[bool], existing: dict[str, MemoryItem]
+        self,
+        items: list[MemoryItem],
+        mergeable: list[bool],
+        existing: dict[str, MemoryItem],
+        generated: set[str],
     ) -> list[MemoryItem]:
         """Embed a batch, let the lifecycle decide insert / merge / supersede per item
-        (:func:`memcube.lifecycle.plan_batch`), and write it: history first, then the items
-        (one call), then metadata-only merges. ``existing`` holds the stored records of ids the
-        caller chose (they are replaced). Returns the stored memory of each input."""
+        (:func:`memcube.lifecycle.plan_batch`), and write it: history first, then the items,
+        then metadata-only merges. ``existing`` holds the stored records of ids the caller chose
+        (they are replaced); ids in ``generated`` were made here, so nothing can be stored under
+        them yet. Returns the stored memory of each input."""
         if not items:
             return []
         texts = [self.retriever.index_text(it) for it in items]
@@ -476,7 +488,11 @@ class MemCube:
             metadatas = [self._metadata(it, prev, view=v) for (it, _, prev), v in zip(upserts, views)]
             documents = [self.retriever.index_text(it) for it, _, _ in upserts]
             if upserts:
-                self.backend.upsert(
+                # A batch of ids made here is added (cheaper for Chroma than an upsert, see
+                # ChromaBackend.add). Either way, one call per batch.
+                fresh = all(prev is None and it.id in generated for it, _, prev in upserts)
+                write = self.backend.add if fresh else self.backend.upsert
+                write(
                     self.backend.items,
                     [it.id for it, _, _ in upserts],
                     embeddings=[v for _, v, _ in upserts],

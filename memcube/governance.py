@@ -28,13 +28,13 @@ Enforcement (in :class:`~memcube.MemCube`, so every adapter gets it)
 Audit (:meth:`MemCube.audit`)
     Every operation is recorded as an :class:`AuditEntry` (who, what, when, which items) in the
     cube's ``audit`` collection. Entries are queued when the operation finishes and written in
-    the background (see :mod:`memcube.outbox`): entries of writes within ``publish_interval``
-    (``MemCube.open(..., publish_interval=0.5)``), all of an interval in one Chroma call; entries
-    of reads (``search``, ``get``...) with the next write or every 64 entries; and everything on
+    the background (see :mod:`memcube.outbox`): entries of writes within
+    :attr:`AuditConfig.interval` (2 s), all of an interval in one Chroma call; entries of reads
+    (``search``, ``get``...) with the next write or every 64 entries; and everything on
     :meth:`MemCube.flush`, on close and before :meth:`AuditLog.query`. So an add stays one Chroma
     round trip and searching stays as cheap as raw Chroma. A process killed hard loses at most
-    the entries not yet written (``publish_interval=0`` writes the entry of each write before
-    the operation returns). See :class:`AuditConfig`.
+    the entries not yet written (``MemCube.open(..., publish_interval=0)`` writes the entry of
+    each write before the operation returns). See :class:`AuditConfig`.
 
     Entries are stored in *pages*: one Chroma record per write of the outbox (up to
     :data:`PAGE_ENTRIES` entries as JSON, with the page's first and last time as filterable keys
@@ -278,11 +278,27 @@ class AuditConfig:
     enabled: record anything at all.
     log_reads: record reads (search, get, working memory...), not only writes.
     max_query_chars: how much of a search query is kept in the entry (0: none).
+    interval: seconds within which the entries of writes are stored (the cube's
+        ``publish_interval`` if that is longer; all at once if it is 0). A process killed hard
+        loses at most this much of its trail. Each busy process writes one page per interval,
+        and single-node Chroma runs writes one at a time, so a shorter interval delays memory
+        writes of every process.
     """
 
     enabled: bool = True
     log_reads: bool = True
     max_query_chars: int = 200
+    interval: float = 2.0
+
+    def validate(self) -> AuditConfig:
+        """Check the values; raises InvalidInputError naming the bad field. Returns self."""
+        v = self.interval
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 60:
+            raise InvalidInputError("AuditConfig.interval must be between 0 and 60 seconds.")
+        n = self.max_query_chars
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise InvalidInputError("AuditConfig.max_query_chars must be an integer >= 0.")
+        return self
 
 
 #: Most entries stored in one Chroma record.
@@ -297,9 +313,9 @@ class AuditLog:
         self, backend: ChromaBackend, config: AuditConfig | None = None, *, outbox: Outbox
     ) -> None:
         self.backend = backend
-        self.config = config or AuditConfig()
+        self.config = (config or AuditConfig()).validate()
         self.outbox = outbox
-        outbox.channel("audit", self._write)
+        outbox.channel("audit", self._write, interval=self.config.interval)
 
     def record(
         self,

@@ -114,3 +114,43 @@ def test_entries_that_are_not_urgent_wait_for_an_urgent_one() -> None:
     assert written == ["read-1", "read-2", "write-1"]
     box.put("audit", [f"read-{i}" for i in range(LAZY_LIMIT)], urgent=False)
     assert len(written) == 3 + LAZY_LIMIT  # ... until enough of them are queued
+
+
+def test_a_channel_with_a_longer_interval_is_written_later() -> None:
+    written: dict[str, float] = {}
+    both = threading.Event()
+
+    def writer(name: str):  # type: ignore[no-untyped-def]
+        def write(batch: list[str]) -> None:
+            written[name] = time.monotonic()
+            if len(written) == 2:
+                both.set()
+
+        return write
+
+    box = Outbox(interval=0.1)
+    box.channel("markers", writer("markers"))
+    box.channel("audit", writer("audit"), interval=0.6)
+    t0 = time.monotonic()
+    box.put("audit", ["entry"])
+    box.put("markers", ["user"])
+    assert both.wait(5.0)
+    assert written["markers"] - t0 < 0.5 <= written["audit"] - t0
+    box.close()
+
+
+def test_a_channel_interval_never_shortens_the_outbox_interval() -> None:
+    written: list[str] = []
+    box = Outbox(interval=0)
+    box.channel("audit", written.extend, interval=5.0)
+    box.put("audit", ["now"])
+    assert written == ["now"]  # interval 0: synchronous, whatever the channel asks
+
+
+def test_bad_audit_interval_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from memcube import AuditConfig
+
+    for bad in (-1.0, float("nan"), 61, True):
+        with pytest.raises(InvalidInputError, match="AuditConfig.interval"):
+            MemCube.open(tmp_path / "c", audit=AuditConfig(interval=bad))
+    assert not (tmp_path / "c").exists()  # refused before anything was created or locked

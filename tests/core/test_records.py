@@ -7,6 +7,7 @@ import pytest
 
 from memcube import MemCube, RetrievalConfig
 from memcube.cube import RECORD_LAYOUT_ID
+from memcube.plaintext.backend import ITEMS_SYNC_THRESHOLD, SIDE_SYNC_THRESHOLD
 from memcube.plaintext.records import (
     LOOKUP_HASH,
     LOOKUP_SCOPE,
@@ -117,3 +118,35 @@ def test_records_of_the_earlier_layout_are_upgraded_on_open(open_cube, tmp_path)
     assert set(_stored(cube, fact.id)) == {"json", "user_id", "live_user_id", LOOKUP_SCOPE, LOOKUP_HASH}
     again = cube.add("Alice is allergic to hazelnuts", user_id="alice", memory_type="fact")
     assert again.id == fact.id  # the exact duplicate is found through the upgraded record
+
+
+def test_collections_sync_their_index_often_and_old_ones_are_switched(open_cube, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    def sync(collection) -> int:  # type: ignore[no-untyped-def]
+        return collection.configuration["hnsw"]["sync_threshold"]
+
+    cube = open_cube(tmp_path / "c")
+    assert sync(cube.backend.items) == ITEMS_SYNC_THRESHOLD
+    assert sync(cube.backend.audit) == sync(cube.backend.history) == SIDE_SYNC_THRESHOLD
+    # A collection made before the setting existed has Chroma's default.
+    cube.backend.items.modify(configuration={"hnsw": {"sync_threshold": 1000}})
+    cube.close()
+    cube = open_cube(tmp_path / "c")
+    assert sync(cube.backend.client.get_collection(cube.backend.items.name)) == ITEMS_SYNC_THRESHOLD
+
+
+def test_new_memories_are_added_and_replacements_upserted(cube: MemCube) -> None:
+    calls: list[tuple[str, list[str]]] = []
+    for name in ("add", "upsert"):
+        real = getattr(cube.backend, name)
+
+        def spy(collection, ids, *, _name=name, _real=real, **kw):  # type: ignore[no-untyped-def]
+            if collection is cube.backend.items:
+                calls.append((_name, list(ids)))
+            return _real(collection, ids, **kw)
+
+        setattr(cube.backend, name, spy)
+    new = cube.add("a new memory", user_id="u")
+    chosen = cube.add("a memory with a chosen id", user_id="u", id="mine")
+    cube.add("the same id, new text", user_id="u", id="mine")
+    assert calls == [("add", [new.id]), ("upsert", [chosen.id]), ("upsert", ["mine"])]
+    assert cube.get("mine").content == "the same id, new text"
