@@ -89,7 +89,7 @@ def rows(folder: Path) -> list[tuple[str, str, str, str]]:
         ))
         if tuned := load.get("overhead_cube_hybrid_vs_raw_tuned"):
             out.append((
-                "the same, vs raw Chroma given the cube's index sync setting (one run)",
+                "the same, vs raw Chroma given the cube's index sync setting",
                 f"live MiniLM: {fmt(tuned.get('live', []))}; lookup (storage only): "
                 f"{fmt(tuned.get('lookup', []))}",
                 "(context)",
