@@ -342,16 +342,15 @@ def measure_mixed(
     """Every side at ``n`` clients, each run on a server of its own (see the module docstring)."""
     from memcube.testing import ChromaServer
 
-    makers = sides(embedder, work)
     runs: dict[str, list[dict[str, Any]]] = {}
     for side, rep in run_order(args.reps):
-        folder = work / f"{side}-{rep}"
+        folder = work / f"{side}-{rep}"  # the server's data and the cube folder of this run
         server = ChromaServer(folder / "chroma" / "data")
         server.start()
         try:
             run = mixed_traffic(
-                lambda u, m=makers[side], url=server.url: m(url, u), n, args.seconds, texts,
-                queries, args.seed,
+                lambda u, m=sides(embedder, folder)[side], url=server.url: m(url, u), n,
+                args.seconds, texts, queries, args.seed,
             )  # fmt: skip
         finally:
             server.stop()

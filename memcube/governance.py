@@ -278,9 +278,10 @@ class AuditConfig:
     enabled: record anything at all.
     log_reads: record reads (search, get, working memory...), not only writes.
     max_query_chars: how much of a search query is kept in the entry (0: none).
-    interval: seconds within which the entries of writes are stored (the cube's
-        ``publish_interval`` if that is longer; all at once if it is 0). A process killed hard
-        loses at most this much of its trail. Each busy process writes one page per interval,
+    interval: seconds within which the entries of writes are stored. The cube's
+        ``publish_interval`` applies if it is longer, and with ``publish_interval=0`` every
+        entry is stored before its operation returns. A process killed hard loses at most this
+        much of its trail. Each busy process writes one page per interval,
         and single-node Chroma runs writes one at a time, so a shorter interval delays memory
         writes of every process.
     """

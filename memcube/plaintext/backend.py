@@ -117,10 +117,13 @@ class ChromaBackend:
         )
         hnsw = (collection.configuration or {}).get("hnsw") or {}
         if hnsw.get("sync_threshold", sync) != sync:  # made before the threshold was set
-            self._retry(
-                lambda: collection.modify(configuration={"hnsw": {"sync_threshold": sync}}),
-                f"configure collection {name}",
-            )
+            try:
+                self._retry(
+                    lambda: collection.modify(configuration={"hnsw": {"sync_threshold": sync}}),
+                    f"configure collection {name}",
+                )
+            except MemCubeError as exc:  # only slower without it: keep the server's setting
+                log.warning("could not set sync_threshold on %s: %s", name, exc)
         return collection
 
     def _retry(self, fn: Callable[[], T], what: str, *, filtered: bool = False) -> T:

@@ -148,10 +148,14 @@ def test_a_channel_interval_never_shortens_the_outbox_interval() -> None:
     assert written == ["now"]  # interval 0: synchronous, whatever the channel asks
 
 
-def test_bad_audit_interval_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from memcube import AuditConfig
+def test_bad_configs_are_refused_before_anything_is_created(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from memcube import AuditConfig, LifecycleConfig, SchedulerConfig
 
     for bad in (-1.0, float("nan"), 61, True):
         with pytest.raises(InvalidInputError, match="AuditConfig.interval"):
             MemCube.open(tmp_path / "c", audit=AuditConfig(interval=bad))
+    with pytest.raises(InvalidInputError, match="SchedulerConfig.candidates"):
+        MemCube.open(tmp_path / "c", scheduler=SchedulerConfig(candidates=0))
+    with pytest.raises(InvalidInputError):
+        MemCube.open(tmp_path / "c", lifecycle=LifecycleConfig(near_duplicate_threshold=2.0))
     assert not (tmp_path / "c").exists()  # refused before anything was created or locked
