@@ -175,19 +175,7 @@ class ChromaBackend:
         documents: Sequence[str] | None,
         metadatas: Sequence[dict[str, Any]],
     ) -> None:
-        if not ids:
-            return
-        if embeddings is None:
-            embeddings = [PLACEHOLDER_VECTOR] * len(ids)
-        self._retry(
-            lambda: collection.upsert(
-                ids=list(ids),
-                embeddings=[list(e) for e in embeddings],
-                documents=list(documents) if documents is not None else None,
-                metadatas=list(metadatas),
-            ),
-            "upsert",
-        )
+        self._put(collection.upsert, "upsert", ids, embeddings, documents, metadatas)
 
     def add(
         self,
@@ -202,16 +190,29 @@ class ChromaBackend:
         record of an id and ignores a later add of it, so a replay after a lost response is
         harmless. Raw Chroma with 16 clients ran 1.1-1.2x the operations per second with adds as
         with upserts of the same records."""
+        self._put(collection.add, "add", ids, embeddings, documents, metadatas)
+
+    def _put(
+        self,
+        write: Callable[..., Any],
+        what: str,
+        ids: Sequence[str],
+        embeddings: Sequence[Sequence[float]] | None,
+        documents: Sequence[str] | None,
+        metadatas: Sequence[dict[str, Any]],
+    ) -> None:
+        """One ``add`` or ``upsert`` call of whole records (a placeholder vector if none)."""
         if not ids:
             return
+        vectors = embeddings if embeddings is not None else [PLACEHOLDER_VECTOR] * len(ids)
         self._retry(
-            lambda: collection.add(
+            lambda: write(
                 ids=list(ids),
-                embeddings=[list(e) for e in embeddings],
+                embeddings=[list(e) for e in vectors],
                 documents=list(documents) if documents is not None else None,
                 metadatas=list(metadatas),
             ),
-            "add",
+            what,
         )
 
     def update_metadata(self, collection: Any, ids: Sequence[str], metadatas: Sequence[dict]) -> None:
