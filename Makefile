@@ -25,13 +25,17 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/python -m memcube.demo
 
-test: setup
-	$(BIN)/ruff check memcube langchain_memos llama_index_memos benchmarks examples tests
+SOURCES := memcube langchain_memos llama_index_memos benchmarks examples tests
+
+test: lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout=1200 tests
 
+# Style, formatting and types: the core strictly, the adapters in mypy's default mode.
 lint: setup
-	$(BIN)/ruff check memcube langchain_memos llama_index_memos benchmarks examples tests
-	$(BIN)/ruff format --check memcube langchain_memos llama_index_memos benchmarks examples tests
+	$(BIN)/ruff check $(SOURCES)
+	$(BIN)/ruff format --check $(SOURCES)
+	$(BIN)/mypy --strict memcube
+	$(BIN)/mypy langchain_memos llama_index_memos
 
 clean:
 	rm -rf $(VENV)

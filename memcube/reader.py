@@ -16,6 +16,16 @@ Problems (malformed LLM output, a failing model) never lose a turn: the raw turn
 each problem is logged as a warning, recorded in the affected memories' provenance
 (``provenance.detail["extraction_problem"]``) and in the audit log, and returned in
 :attr:`ReadResult.problems`.
+
+Example:
+    >>> result = read_messages(
+    ...     [{"role": "user", "content": "I live in Oslo"}, {"role": "assistant", "content": "Nice!"}],
+    ...     user_id="ann",
+    ... )
+    >>> [(item.memory_type.value, item.content) for item in result]
+    [('episodic', 'I live in Oslo'), ('episodic', 'Nice!'), ('fact', 'User lives in Oslo')]
+    >>> result.problems
+    []
 """
 
 from __future__ import annotations
@@ -26,18 +36,19 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from memcube.dates import find_dates
-from memcube.extractors import ExtractionProblem, LLMExtractor, rule_facts
-from memcube.items import MemoryItem, MemoryType, Provenance, as_utc, build_item, utcnow
+from memcube.extractors import (
+    FACT_ROLES,
+    REMEMBERED_ROLES,
+    ExtractionProblem,
+    LLMExtractor,
+    rule_facts,
+    turn_memories,
+)
+from memcube.items import MemoryItem, Provenance, as_utc, build_item, utcnow
 from memcube.messages import Turn, to_turn
 from memcube.plaintext.context import attach_context
 
 log = logging.getLogger(__name__)
-
-#: Roles whose turns are remembered by default.
-REMEMBERED_ROLES = ("user", "assistant")
-#: Roles whose first-person statements become facts and preferences, by default.
-FACT_ROLES = ("user",)
 
 Extractor = Callable[[Sequence[Turn], dict[str, Any]], list[dict[str, Any]]]
 
@@ -48,37 +59,11 @@ class ReadResult(list[MemoryItem]):
 
     problems: list[ExtractionProblem]
 
-    def __init__(self, items: Iterable[MemoryItem] = (), problems: Iterable[ExtractionProblem] = ()):
+    def __init__(
+        self, items: Iterable[MemoryItem] = (), problems: Iterable[ExtractionProblem] = ()
+    ) -> None:
         super().__init__(items)
         self.problems = list(problems)
-
-
-def turn_memories(turns: Sequence[Turn], context: dict[str, Any]) -> list[dict[str, Any]]:
-    """One episodic memory per remembered turn."""
-    out = []
-    for turn in turns:
-        if turn.role not in context.get("roles", REMEMBERED_ROLES) or not turn.content.strip():
-            continue
-        when = turn.timestamp or context["timestamp"]
-        md: dict[str, Any] = {"role": turn.role, **({"speaker": turn.name} if turn.name else {})}
-        dates = find_dates(turn.content, when)
-        if dates:
-            md["mentions_time"] = dates[0].when.isoformat()
-            md["mentions_phrase"] = dates[0].phrase
-        out.append(
-            {
-                "content": turn.content,
-                "memory_type": MemoryType.EPISODIC,
-                "event_time": when,
-                "metadata": md,
-                "provenance": Provenance(
-                    source="message",
-                    extractor="turns",
-                    message_ids=[turn.id] if turn.id else [],
-                ),
-            }
-        )
-    return out
 
 
 def default_extractor(turns: Sequence[Turn], context: dict[str, Any]) -> list[dict[str, Any]]:
@@ -121,7 +106,8 @@ def _with_turn_context(drafts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     turn_idx = [
         i
         for i, d in enumerate(drafts)
-        if isinstance(d, dict) and str(getattr(d.get("memory_type"), "value", d.get("memory_type"))) == "episodic"
+        if isinstance(d, dict)
+        and str(getattr(d.get("memory_type"), "value", d.get("memory_type"))) == "episodic"
     ]
     for i, draft in zip(turn_idx, attach_context([drafts[i] for i in turn_idx])):
         drafts[i] = draft  # type: ignore[assignment]

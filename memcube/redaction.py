@@ -95,8 +95,12 @@ class Redactor:
         for name, spec in self.patterns.items():
             regex, check = spec if isinstance(spec, tuple) else (spec, None)
 
-            def repl(m: re.Match[str], name: str = name, check: object = check) -> str:
-                if check is not None and not check(m):  # type: ignore[operator]
+            def repl(
+                m: re.Match[str],
+                name: str = name,
+                check: Callable[[re.Match[str]], bool] | None = check,
+            ) -> str:
+                if check is not None and not check(m):
                     return m.group(0)
                 counts[name] = counts.get(name, 0) + 1
                 return f"[{name}]"
@@ -111,7 +115,9 @@ class Redactor:
 RedactorLike = Redactor | Callable[[str], str]
 
 
-def make_redactor(value: RedactorLike | bool | None) -> Callable[[str], tuple[str, dict[str, int]]] | None:
+def make_redactor(
+    value: RedactorLike | bool | None,
+) -> Callable[[str], tuple[str, dict[str, int]]] | None:
     """Normalize the ``redactor=`` option of :meth:`MemCube.open` into ``text -> (text, counts)``."""
     if value is None or value is False:
         return None

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from memcube.checks import is_int
 from memcube.errors import InvalidInputError
 from memcube.items import LifecycleState, MemoryItem, MemoryType, content_hash, utcnow
 from memcube.prompting import (
@@ -57,7 +58,7 @@ from memcube.prompting import (
 )
 
 if TYPE_CHECKING:
-    from memcube.cube import MemCube
+    from memcube.ports import MemorySearcher, UsageSink
 
 #: Free-metadata keys where :meth:`MemCube.feedback` counts votes (reserved: ``_mc_`` prefix).
 USEFUL_KEY = "_mc_useful"
@@ -166,11 +167,14 @@ def usage_signal(item: MemoryItem, cfg: SchedulerConfig) -> float:
 def recency_signal(item: MemoryItem, cfg: SchedulerConfig, now: datetime) -> float:
     when = item.event_time or item.updated_at
     age_days = max(0.0, (now - when).total_seconds() / 86400.0)
-    return 0.5 ** (age_days / cfg.recency_half_life_days)
+    return float(0.5 ** (age_days / cfg.recency_half_life_days))
 
 
 def score_candidates(
-    items: list[MemoryItem], relevance: list[float], cfg: SchedulerConfig, now: datetime | None = None
+    items: list[MemoryItem],
+    relevance: list[float],
+    cfg: SchedulerConfig,
+    now: datetime | None = None,
 ) -> list[tuple[float, MemoryItem, dict[str, float]]]:
     """Score candidates by the weighted signals; returns ``(score, item, signals)`` best first
     (ties keep the search order)."""
@@ -201,7 +205,8 @@ def score_candidates(
 
 # ---------------------------------------------------------------------------- working memory
 def working_memory(
-    cube: MemCube,
+    searcher: MemorySearcher,
+    usage: UsageSink,
     query: str,
     *,
     user_id: str,
@@ -218,10 +223,10 @@ def working_memory(
     chosen; every turn is written to the cube as it happens, so without this the turns on screen
     would come back as their own best "memories". ``search_kwargs`` go to
     :meth:`MemCube.search` (filters, memory types, session...). Only the items returned count as
-    accessed (feeding the usage signal and promotion).
+    accessed (feeding the usage signal and promotion): they are reported to ``usage``.
     """
-    cfg = (config or getattr(cube, "scheduler_config", None) or SchedulerConfig()).validate()
-    if not isinstance(token_budget, int) or isinstance(token_budget, bool) or token_budget < 1:
+    cfg = (config or SchedulerConfig()).validate()
+    if not is_int(token_budget) or token_budget < 1:
         raise InvalidInputError(f"token_budget must be a positive integer, got {token_budget!r}.")
     if isinstance(exclude_texts, str):
         raise InvalidInputError("exclude_texts takes a list of texts, not one string.")
@@ -230,10 +235,12 @@ def working_memory(
         unseen = {"content_hash": {"$nin": hashes}}
         filters = search_kwargs.get("filters")
         search_kwargs["filters"] = {"$and": [filters, unseen]} if filters else unseen
-    hits = cube.search(query, user_id=user_id, k=cfg.candidates, count_usage=False, **search_kwargs)
+    hits = searcher.search(
+        query, user_id=user_id, k=cfg.candidates, count_usage=False, **search_kwargs
+    )
     scored = score_candidates([h.item for h in hits], [h.score for h in hits], cfg)
     chosen = fit_to_budget([it for _, it, _ in scored], token_budget, count_tokens)
-    cube._record_usage([it.id for it in chosen])
+    usage.record_usage([it.id for it in chosen])
     return chosen
 
 
@@ -273,7 +280,8 @@ def in_activation_set(item: MemoryItem, cfg: SchedulerConfig, now: datetime) -> 
 
 
 def activation_set(
-    cube: MemCube,
+    searcher: MemorySearcher,
+    usage: UsageSink,
     user_id: str,
     *,
     token_budget: int | None = None,
@@ -285,11 +293,11 @@ def activation_set(
     Only the user's own current memories are considered (not those shared with them), so the
     block of one user never changes because another user edited something.
     """
-    cfg = (config or getattr(cube, "scheduler_config", None) or SchedulerConfig()).validate()
+    cfg = (config or SchedulerConfig()).validate()
     budget = cfg.activation_token_budget if token_budget is None else token_budget
-    if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
+    if not is_int(budget) or budget < 1:
         raise InvalidInputError(f"token_budget must be a positive integer, got {budget!r}.")
-    cube.flush_usage()  # promotions happen when usage is written back
+    usage.flush_usage()  # promotions happen when usage is written back
     now = utcnow()
     filters = {
         "$or": [
@@ -299,7 +307,7 @@ def activation_set(
     }
     pool = [
         it
-        for it in cube.items(user_id=user_id, filters=filters)
+        for it in searcher.items(user_id=user_id, filters=filters)
         if in_activation_set(it, cfg, now)
     ]
     # Which items fit: the most important first (then the oldest, then by id: deterministic).

@@ -55,12 +55,14 @@ def tensors_to_cache(config: Any, tensors: dict[str, Any], layers: list[dict[str
     from transformers import DynamicCache
 
     cache = DynamicCache(config=config)
-    if len(cache.layers) != len(layers):
+    # the layers' attributes depend on their kind (full or sliding window): read them dynamically
+    model_layers: list[Any] = list(cache.layers)
+    if len(model_layers) != len(layers):
         raise ModelMismatchError(
-            f"the cache has {len(layers)} layers but the model has {len(cache.layers)}; "
+            f"the cache has {len(layers)} layers but the model has {len(model_layers)}; "
             "it was built for another model. Rebuild it for this model."
         )
-    for i, (layer, info) in enumerate(zip(cache.layers, layers)):
+    for i, (layer, info) in enumerate(zip(model_layers, layers)):
         sliding = bool(getattr(layer, "is_sliding", False))
         if sliding != (info.get("kind") == "sliding") or (
             sliding and int(layer.sliding_window) != int(info.get("sliding_window", -1))

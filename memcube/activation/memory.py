@@ -26,13 +26,18 @@ Example:
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from memcube.activation.store import DEFAULT_MEMORY_BUDGET, ActivationStore
 from memcube.items import MemoryItem
+from memcube.ports import MemoryReader
 from memcube.prompting import render_memories
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from memcube.runtime.engine import Runtime
 
 __all__ = [
     "ACTIVATION_HEADER",
@@ -65,7 +70,7 @@ def block_segments(items: Sequence[MemoryItem], header: str = ACTIVATION_HEADER)
         full = render_memories(items[:k], header=header)
         if not full.startswith(rendered):  # the renderer is not append-only: one segment
             return [render_memories(items, header=header)] if items else []
-        segments.append(full[len(rendered):])
+        segments.append(full[len(rendered) :])
         rendered = full
     return segments
 
@@ -88,16 +93,29 @@ class ActivationMemory:
     """Activation memory of one cube for one runtime (model).
 
     Args:
-        cube: the :class:`memcube.MemCube`; caches live in ``cube.path / "activation"``.
+        cube: the cube (a :class:`memcube.ports.MemoryReader`, e.g. a :class:`memcube.MemCube`);
+            caches live in ``cube.path / "activation"``.
         runtime: the :class:`memcube.runtime.Runtime` whose model reads the prompts.
-        memory_budget_bytes: in-memory LRU tier size.
+        memory_budget_bytes: in-memory LRU tier size (when ``store`` is not given).
+        store: the :class:`ActivationStore` to use (it must belong to ``cube.path`` and
+            ``runtime``); by default a new one.
     """
 
-    def __init__(self, cube: Any, runtime: Any, *,
-                 memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET) -> None:
+    def __init__(
+        self,
+        cube: MemoryReader,
+        runtime: Runtime,
+        *,
+        memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
+        store: ActivationStore | None = None,
+    ) -> None:
         self.cube = cube
         self.runtime = runtime
-        self.store = ActivationStore(cube.path, runtime, memory_budget_bytes=memory_budget_bytes)
+        self.store = (
+            store
+            if store is not None
+            else ActivationStore(cube.path, runtime, memory_budget_bytes=memory_budget_bytes)
+        )
 
     def context(
         self,
@@ -114,8 +132,9 @@ class ActivationMemory:
         if query.strip() and working_budget > 0:
             working = [
                 it
-                for it in self.cube.working_memory(query, user_id=user_id,
-                                                   token_budget=working_budget)
+                for it in self.cube.working_memory(
+                    query, user_id=user_id, token_budget=working_budget
+                )
                 if it.id not in held
             ]
         return MemoryContext(
@@ -139,15 +158,43 @@ class ActivationMemory:
         ).cache
 
 
-_registry: dict[tuple[str, int], ActivationMemory] = {}
-_registry_lock = threading.Lock()
+# The stores of the process, per cube object and runtime. A cube is referenced weakly: once the
+# application drops a cube (closed or not), its entry goes with it, and the stores (which hold
+# the runtime and the cube folder, never the cube) are released.
+_registry: dict[int, tuple[weakref.ref[MemoryReader], dict[int, ActivationStore]]] = {}
+_registry_lock = threading.RLock()  # re-entrant: a weakref callback may run under it
 
 
-def activation_memory(cube: Any, runtime: Any) -> ActivationMemory:
-    """The process-wide :class:`ActivationMemory` of ``cube`` for ``runtime``'s model."""
-    key = (str(cube.path), id(runtime))
+def _forgetter(key: int) -> Callable[[weakref.ref[MemoryReader]], None]:
+    """The weakref callback that drops the entry of a collected cube."""
+
+    def forget(ref: weakref.ref[MemoryReader]) -> None:
+        with _registry_lock:
+            entry = _registry.get(key)
+            if entry is not None and entry[0] is ref:
+                del _registry[key]
+
+    return forget
+
+
+def activation_memory(cube: MemoryReader, runtime: Runtime) -> ActivationMemory:
+    """The :class:`ActivationMemory` of ``cube`` for ``runtime``'s model.
+
+    Calls for the same cube object and runtime share one :class:`ActivationStore` (so its
+    in-memory tier and statistics) for as long as the cube object lives; the cube itself is
+    not kept alive by this. A cube that cannot be weakly referenced gets a new store each time.
+    """
+    key = id(cube)
     with _registry_lock:
-        mem = _registry.get(key)
-        if mem is None or mem.cube is not cube or mem.runtime is not runtime:
-            mem = _registry[key] = ActivationMemory(cube, runtime)
-        return mem
+        entry = _registry.get(key)
+        if entry is None or entry[0]() is not cube:
+            try:
+                ref: weakref.ref[MemoryReader] = weakref.ref(cube, _forgetter(key))
+            except TypeError:  # not weakly referenceable: nothing to share safely
+                return ActivationMemory(cube, runtime)
+            entry = _registry[key] = (ref, {})
+        stores = entry[1]
+        store = stores.get(id(runtime))
+        if store is None or store.runtime is not runtime:
+            store = stores[id(runtime)] = ActivationStore(cube.path, runtime)
+        return ActivationMemory(cube, runtime, store=store)

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -41,6 +41,9 @@ from memcube.activation.kv import cache_nbytes, cache_to_tensors, tensors_to_cac
 from memcube.atomic import atomic_write_bytes, atomic_write_text
 from memcube.errors import InvalidInputError, MemCubeError, ModelMismatchError
 from memcube.runtime.model import ModelFingerprint
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from memcube.runtime.engine import Runtime
 
 __all__ = ["FORMAT_VERSION", "ActivationStore", "CacheEntry", "CacheManifest", "CorruptCacheError"]
 
@@ -104,7 +107,7 @@ class ActivationStore:
     def __init__(
         self,
         root: str | Path,
-        runtime: Any,
+        runtime: Runtime,
         *,
         memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
         keep_per_user: int = 4,
@@ -117,8 +120,13 @@ class ActivationStore:
         self.keep_per_user = max(1, keep_per_user)
         self._memory: OrderedDict[str, CacheEntry] = OrderedDict()
         self._lock = threading.RLock()
-        self.stats = {"memory_hits": 0, "disk_hits": 0, "built": 0, "extended": 0,
-                      "tokens_prefilled": 0}
+        self.stats = {
+            "memory_hits": 0,
+            "disk_hits": 0,
+            "built": 0,
+            "extended": 0,
+            "tokens_prefilled": 0,
+        }
 
     # ------------------------------------------------------------------ keys and paths
     @property
@@ -174,7 +182,7 @@ class ActivationStore:
             base = self._longest_stored_prefix(ids, user_id, adapter)
             if base is not None:
                 cache = copy.deepcopy(base.cache)
-                new_ids = ids[base.manifest.token_count:]
+                new_ids = ids[base.manifest.token_count :]
                 self.runtime.prefill(new_ids, cache, adapter=adapter)
                 self.stats["extended"] += 1
                 self.stats["tokens_prefilled"] += len(new_ids)
@@ -211,7 +219,7 @@ class ActivationStore:
 
     def manifests(self, user_id: str | None = None) -> list[CacheManifest]:
         """Readable manifests in the folder (optionally for one user), oldest first."""
-        found = []
+        found: list[CacheManifest] = []
         if not self.folder.is_dir():
             return found
         for path in sorted(self.folder.glob("*.json")):
@@ -263,15 +271,18 @@ class ActivationStore:
             raise CorruptCacheError(f"{path} does not match its manifest (prefix ids)")
         dtype = str(next(iter(tensors.values())).dtype) if tensors else ""
         if dtype != manifest.fingerprint.dtype:
-            raise CorruptCacheError(f"{path} holds {dtype} tensors, manifest says "
-                                    f"{manifest.fingerprint.dtype}")
+            raise CorruptCacheError(
+                f"{path} holds {dtype} tensors, manifest says {manifest.fingerprint.dtype}"
+            )
         try:
             cache = tensors_to_cache(self.runtime.model.config, tensors, manifest.layers)
         except KeyError as exc:
             raise CorruptCacheError(f"{path} is missing tensor {exc}") from exc
         if cache.get_seq_length() != manifest.token_count:
-            raise CorruptCacheError(f"{path} covers {cache.get_seq_length()} tokens, manifest "
-                                    f"says {manifest.token_count}")
+            raise CorruptCacheError(
+                f"{path} covers {cache.get_seq_length()} tokens, manifest "
+                f"says {manifest.token_count}"
+            )
         return CacheEntry(manifest, cache, ids, cache_nbytes(cache))
 
     def _save(
@@ -351,8 +362,11 @@ class ActivationStore:
         if user_id is None:
             return
         digest = self.fingerprint.digest
-        mine = [m for m in self.manifests(user_id)
-                if m.fingerprint_digest == digest and m.adapter == adapter]
+        mine = [
+            m
+            for m in self.manifests(user_id)
+            if m.fingerprint_digest == digest and m.adapter == adapter
+        ]
         for m in mine[: max(0, len(mine) - self.keep_per_user)]:
             if m.key == keep:
                 continue

@@ -23,6 +23,9 @@ Example:
     >>> target.close()
 """
 
+import os
+from collections.abc import Iterable
+
 from memcube.interchange.export import ExportReport, export_cube
 from memcube.interchange.foreign import (
     FORMATS,
@@ -51,6 +54,7 @@ from memcube.interchange.importer import (
 from memcube.interchange.payloads import find_fingerprint, fingerprint_digest
 from memcube.interchange.reader import StagedArchive, read_archive
 from memcube.interchange.signing import (
+    PublicKeyLike,
     SignatureCheck,
     generate_signing_key,
     key_id,
@@ -62,7 +66,10 @@ from memcube.interchange.signing import (
 
 
 def verify_archive(
-    path: str, *, trusted_keys: list | None = None, limits: ImportLimits | None = None
+    path: str | os.PathLike[str],
+    *,
+    trusted_keys: Iterable[PublicKeyLike] | None = None,
+    limits: ImportLimits | None = None,
 ) -> ArchiveManifest:
     """Check an archive completely (checksums, signature, every record) without importing it.
 

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from memcube.atomic import _fsync_dir
+from memcube.atomic import fsync_dir
 from memcube.errors import InvalidInputError
 from memcube.interchange.format import (
     ITEM_SCHEMA_VERSION,
@@ -34,7 +34,7 @@ from memcube.interchange.signing import PrivateKeyLike, key_id, load_private_key
 from memcube.items import check_scope_id, utcnow
 
 if TYPE_CHECKING:
-    from memcube.cube import MemCube
+    from memcube.ports import ExportSource
 
 #: ``progress(stage, done, total)``; ``total`` is ``None`` while unknown.
 ProgressFn = Callable[[str, int, "int | None"], None]
@@ -100,7 +100,7 @@ def _add_file(tar: tarfile.TarFile, name: str, path: Path, mtime: float) -> Memb
     with open(path, "rb") as fh:
         size = os.fstat(fh.fileno()).st_size
         reader = _HashingReader(fh)
-        tar.addfile(_tarinfo(name, size, mtime), reader)  # type: ignore[arg-type]
+        tar.addfile(_tarinfo(name, size, mtime), reader)
     return MemberEntry(sha256=reader.sha.hexdigest(), size=size)
 
 
@@ -140,7 +140,7 @@ def _payload_files(cube_path: Path) -> tuple[list[str], list[tuple[str, str]]]:
 
 
 def export_cube(
-    cube: MemCube,
+    cube: ExportSource,
     path: str | os.PathLike[str],
     *,
     user_id: str | None = None,
@@ -166,7 +166,6 @@ def export_cube(
         ...     export_cube(cube, d / "ana.mip.tar.gz").items
         1
     """
-    cube._check_open()
     check_scope_id(user_id, "user_id")
     signer = load_private_key(signing_key) if signing_key is not None else None
     target = Path(path).expanduser().resolve()
@@ -211,15 +210,16 @@ def export_cube(
             chosen: list[str] = []
             for unit in group_units(payload):
                 if user_id is not None:
-                    owner, ids = None, []
+                    owner: str | None = None
+                    ids: list[str] = []
                     for name in unit.manifests:
                         try:
                             doc = json.loads((cube.path / name).read_text(encoding="utf-8"))
                         except (OSError, ValueError):
                             doc = None
-                        o, i = find_owner(doc)
-                        owner = owner or o
-                        ids.extend(i)
+                        doc_owner, doc_ids = find_owner(doc)
+                        owner = owner or doc_owner
+                        ids.extend(doc_ids)
                     mine = owner == user_id or (owner is None and ids and set(ids) <= exported_ids)
                     if not mine:
                         report_skipped.extend(
@@ -264,7 +264,7 @@ def export_cube(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
     sha = hashlib.sha256()
     with open(target, "rb") as fh:
         for chunk in iter(lambda: fh.read(_CHUNK), b""):

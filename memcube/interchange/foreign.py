@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from dateutil import parser as dateparser
 
@@ -75,6 +75,8 @@ _MEMOS_SKIP_REASONS = {
 #: Namespace labels that name a kind of memory rather than its owner.
 _GENERIC_LABELS = {"memories", "memory", "users", "user", "profile", "profiles", "facts", "episodes",
                    "preferences", "semantic", "episodic", "procedural", "notes", "data"}  # fmt: skip
+
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -144,6 +146,26 @@ def _json_safe(value: Any, depth: int = 0) -> Any:
     return None
 
 
+def _obj(value: Any) -> dict[str, Any]:
+    """``value`` if it is a JSON object, else an empty one."""
+    return value if isinstance(value, dict) else {}
+
+
+def _nonempty_str(value: Any) -> str | None:
+    """``value`` if it is a non-empty string, else ``None``."""
+    return value if isinstance(value, str) and value else None
+
+
+def _int_or(value: Any, default: int) -> int:
+    """``value`` if ``isinstance(value, int)`` (so also ``true``/``false``), else ``default``."""
+    return value if isinstance(value, int) else default
+
+
+def _lookup(table: dict[str, _T], key: Any) -> _T | None:
+    """``table[key]`` for a string ``key`` it holds, else ``None`` (also for non-string keys)."""
+    return table.get(key) if isinstance(key, str) else None
+
+
 def _tags(value: Any) -> list[str]:
     if not isinstance(value, list):
         return []
@@ -182,8 +204,9 @@ def _finish(bundle: ForeignBundle, limits: ImportLimits) -> ForeignBundle:
 def _records(payload: Any, keys: tuple[str, ...], what: str) -> list[Any]:
     if isinstance(payload, dict):
         for key in keys:
-            if isinstance(payload.get(key), list):
-                return payload[key]
+            found = payload.get(key)
+            if isinstance(found, list):
+                return found
         raise ForeignFormatError(f"{what}: expected a JSON list, or an object with {list(keys)}.")
     if not isinstance(payload, list):
         raise ForeignFormatError(f"{what}: expected a JSON list of memories.")
@@ -194,7 +217,8 @@ def _records(payload: Any, keys: tuple[str, ...], what: str) -> list[Any]:
 def _memos_node(entry: Any, i: int) -> dict[str, Any]:
     if not isinstance(entry, dict):
         raise ForeignFormatError(f"MemOS memory #{i} is not a JSON object.")
-    node = entry.get("payload") if isinstance(entry.get("payload"), dict) else entry
+    payload = entry.get("payload")
+    node: dict[str, Any] = payload if isinstance(payload, dict) else entry
     if not isinstance(node.get("memory"), str):
         raise ForeignFormatError(f"MemOS memory #{i} has no 'memory' text.")
     if node.get("metadata") is not None and not isinstance(node["metadata"], dict):
@@ -230,8 +254,8 @@ def read_memos(
             if not isinstance(cfg, dict):
                 raise ForeignFormatError(f"{root / 'config.json'} must hold a JSON object.")
             config = cfg
-    text_cfg = config.get("text_mem") if isinstance(config.get("text_mem"), dict) else {}
-    inner = text_cfg.get("config") if isinstance(text_cfg.get("config"), dict) else {}
+    text_cfg = _obj(config.get("text_mem"))
+    inner = _obj(text_cfg.get("config"))
     mem_name = inner.get("memory_filename", "textual_memory.json") if config else files[0]
     if (
         not isinstance(mem_name, str)
@@ -243,8 +267,7 @@ def read_memos(
             f"config.json names memory file {mem_name!r}; it must be a plain file name."
         )
     bundle = ForeignBundle(format="memos", records=[])
-    emb = inner.get("embedder") if isinstance(inner.get("embedder"), dict) else {}
-    emb_cfg = emb.get("config") if isinstance(emb.get("config"), dict) else {}
+    emb_cfg = _obj(_obj(inner.get("embedder")).get("config"))
     if emb_cfg.get("model_name_or_path"):
         bundle.embedder = str(emb_cfg["model_name_or_path"])
         bundle.warnings.append(
@@ -261,26 +284,27 @@ def read_memos(
     if mem_name not in files:
         raise ForeignFormatError(f"{root} has no {mem_name}; nothing to import.")
     data = _read_json_file(root / mem_name, limits, "MemOS textual memory")
-    if isinstance(data, dict) and isinstance(data.get("nodes"), list):
-        edges = data.get("edges") if isinstance(data.get("edges"), list) else []
-        if edges:
+    nodes = data.get("nodes") if isinstance(data, dict) else None
+    if isinstance(nodes, list):
+        edges = data.get("edges")
+        if isinstance(edges, list) and edges:
             bundle.warnings.append(
                 f"{len(edges)} MemOS graph edges were not imported (a MemCube keeps no graph)."
             )
-        entries = data["nodes"]
+        entries: list[Any] = nodes
     else:
         entries = _records(data, ("memories", "items"), f"{mem_name}")
     default_user = user_id or _scope(config.get("user_id"))
-    cube_id = config.get("cube_id") if isinstance(config.get("cube_id"), str) else None
-    backend = text_cfg.get("backend") if isinstance(text_cfg.get("backend"), str) else None
+    cube_id = config.get("cube_id")
+    if not isinstance(cube_id, str):
+        cube_id = None
+    backend = text_cfg.get("backend")
+    if not isinstance(backend, str):
+        backend = None
     for i, entry in enumerate(entries):
         node = _memos_node(entry, i)
-        md = node.get("metadata") or {}
-        mid = (
-            node.get("id")
-            if isinstance(node.get("id"), str) and node.get("id")
-            else uuid.uuid4().hex
-        )
+        md = _obj(node.get("metadata"))  # _memos_node checked it is an object or null
+        mid = _nonempty_str(node.get("id")) or uuid.uuid4().hex
         owner = _scope(md.get("user_id")) or default_user
         if owner is None:
             raise ForeignFormatError(
@@ -292,7 +316,9 @@ def read_memos(
         if not node["memory"].strip():
             bundle.skipped_items.append((mid, "empty memory text"))
             continue
-        mtype = _MEMOS_TYPES.get(md.get("memory_type")) or _MEMOS_TYPES.get(md.get("type"))
+        mtype = _lookup(_MEMOS_TYPES, md.get("memory_type"))
+        if mtype is None:
+            mtype = _lookup(_MEMOS_TYPES, md.get("type"))
         if md.get("preference_type"):
             mtype = MemoryType.PREFERENCE
         conf = md.get("confidence")
@@ -301,7 +327,9 @@ def read_memos(
             if isinstance(conf, (int, float)) and not isinstance(conf, bool) and conf == conf
             else None
         )
-        sources = md.get("sources") if isinstance(md.get("sources"), list) else []
+        sources = md.get("sources")
+        if not isinstance(sources, list):
+            sources = []
         message_ids = [
             s["message_id"]
             for s in sources
@@ -318,12 +346,12 @@ def read_memos(
             created_at=created,
         )  # fmt: skip
         versions: list[MemoryItem] = []
-        history = [
+        history: list[dict[str, Any]] = [
             h
             for h in md.get("history") or []
             if isinstance(h, dict) and isinstance(h.get("memory"), str) and h["memory"].strip()
         ]
-        history.sort(key=lambda h: h.get("version") if isinstance(h.get("version"), int) else 0)
+        history.sort(key=lambda h: _int_or(h.get("version"), 0))
         for n, h in enumerate(history, 1):
             versions.append(_item(
                 f"MemOS memory {mid!r} history #{n}", content=h["memory"], version=n,
@@ -332,13 +360,11 @@ def read_memos(
                 provenance=Provenance(source="memos", detail={"memos_id": mid, "cube_id": cube_id}),
                 **common,
             ))  # fmt: skip
-        version = max(
-            md.get("version") if isinstance(md.get("version"), int) else 1, len(versions) + 1
-        )
+        version = max(_int_or(md.get("version"), 1), len(versions) + 1)
         try:
             versions.append(_item(
                 f"MemOS memory {mid!r}", content=node["memory"], version=version, importance=importance,
-                state=_MEMOS_STATES.get(md.get("status"), LifecycleState.ACTIVATED), updated_at=updated,
+                state=_lookup(_MEMOS_STATES, md.get("status")) or LifecycleState.ACTIVATED, updated_at=updated,
                 metadata={"memos": memos_md} if memos_md else None,
                 provenance=Provenance(source="memos", extractor=backend, message_ids=message_ids,
                                       detail={"memos_id": mid, "cube_id": cube_id}),
@@ -460,7 +486,7 @@ def read_mem0(
     for i, e in enumerate(entries):
         if not isinstance(e, dict) or not isinstance(e.get("memory"), str):
             raise ForeignFormatError(f"mem0 memory #{i} needs a 'memory' string.")
-        mid = e.get("id") if isinstance(e.get("id"), str) and e.get("id") else uuid.uuid4().hex
+        mid = _nonempty_str(e.get("id")) or uuid.uuid4().hex
         owner = _scope(e.get("user_id")) or user_id
         if owner is None:
             raise ForeignFormatError(

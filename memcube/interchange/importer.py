@@ -9,19 +9,16 @@ import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-from memcube.atomic import _fsync_dir
+from memcube.atomic import fsync_dir
 from memcube.errors import InvalidInputError
 from memcube.interchange.format import DEFAULT_LIMITS, ImportLimits
 from memcube.interchange.payloads import PayloadUnit, fingerprint_digest, unit_fingerprint
 from memcube.interchange.reader import StagedArchive, read_archive
 from memcube.interchange.signing import PublicKeyLike
-from memcube.items import LifecycleState, MemoryItem
-
-if TYPE_CHECKING:
-    from memcube.cube import MemCube
-    from memcube.plaintext.embedder import Embedder
+from memcube.items import UPDATE_FIELDS, LifecycleState, MemoryItem
+from memcube.ports import ImportTarget
 
 OnConflict = Literal["skip", "overwrite", "new_version"]
 ON_CONFLICT = ("skip", "overwrite", "new_version")
@@ -77,7 +74,10 @@ def check_on_conflict(on_conflict: str) -> None:
 
 
 def _plan(
-    cube: MemCube, records: Sequence[Sequence[MemoryItem]], on_conflict: str, report: ImportReport
+    cube: ImportTarget,
+    records: Sequence[Sequence[MemoryItem]],
+    on_conflict: str,
+    report: ImportReport,
 ) -> tuple[list[Sequence[MemoryItem]], list[Sequence[MemoryItem]], list[Sequence[MemoryItem]]]:
     """Split records into (new, overwrite, new_version) without writing anything."""
     ids = [r[0].id for r in records]
@@ -113,7 +113,7 @@ def _plan(
 
 
 def apply_records(
-    cube: MemCube,
+    cube: ImportTarget,
     records: Sequence[Sequence[MemoryItem]],
     *,
     on_conflict: str,
@@ -129,7 +129,7 @@ def apply_records(
     restore = list(new) + list(over)
     for start in range(0, len(restore), _RESTORE_BATCH):
         batch = restore[start : start + _RESTORE_BATCH]
-        cube._restore(batch, detail={"source": report.source, "format": report.format})
+        cube.restore(batch, detail={"source": report.source, "format": report.format})
         report.versions_written += sum(len(v) for v in batch)
         done += len(batch)
         if progress:
@@ -138,18 +138,7 @@ def apply_records(
     report.overwritten += len(over)
     for versions in bump:
         latest = versions[-1]
-        cube.update(
-            latest.id,
-            content=latest.content,
-            metadata=latest.metadata,
-            tags=latest.tags,
-            importance=latest.importance,
-            memory_type=latest.memory_type,
-            event_time=latest.event_time,
-            expires_at=latest.expires_at,
-            state=latest.state,
-            provenance=latest.provenance,
-        )
+        cube.update(latest.id, **{f: getattr(latest, f) for f in UPDATE_FIELDS})
         report.new_versions += 1
         report.versions_written += 1
         done += 1
@@ -177,7 +166,7 @@ def _copy_atomic(src: Path, dst: Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(dst.parent)
+    fsync_dir(dst.parent)
 
 
 def plan_payloads(
@@ -251,7 +240,7 @@ def attach_payloads(
 
 def import_staged(
     staged: StagedArchive,
-    cube: MemCube,
+    cube: ImportTarget,
     *,
     on_conflict: str = "skip",
     model_fingerprint: Any = None,
@@ -288,18 +277,17 @@ def import_staged(
 
 def import_archive(
     path: str | os.PathLike[str],
-    into: MemCube | str | os.PathLike[str],
+    into: ImportTarget | str | os.PathLike[str],
     *,
-    on_conflict: OnConflict = "skip",
+    on_conflict: OnConflict | str = "skip",
     trusted_keys: Iterable[PublicKeyLike] | None = None,
     model_fingerprint: Any = None,
     format: str = "auto",
     user_id: str | None = None,
-    chroma_url: str | None = None,
-    embedder: Embedder | None = None,
     limits: ImportLimits = DEFAULT_LIMITS,
     progress: ProgressFn | None = None,
-) -> tuple[MemCube, ImportReport]:
+    open_target: Callable[[str | os.PathLike[str]], ImportTarget] | None = None,
+) -> tuple[ImportTarget, ImportReport]:
     """Import a MIP archive, or a MemOS / LangGraph / mem0 export, into a cube.
 
     Everything is read and checked before the target is opened or written: on any error the
@@ -307,8 +295,9 @@ def import_archive(
 
     Args:
         path: a ``.mip.tar.gz`` archive, a MemOS cube folder, or a LangGraph/mem0 JSON file.
-        into: an open :class:`~memcube.MemCube`, or the folder of the target cube (created when
-            missing; opened with ``chroma_url`` and ``embedder``).
+        into: an open :class:`~memcube.MemCube` (any :class:`~memcube.ports.ImportTarget`), or
+            the folder of the target cube, opened with ``open_target(folder)`` once the archive
+            is verified (:meth:`memcube.MemCube.import_archive` passes ``MemCube.open``).
         on_conflict: for memories whose id already exists: ``"skip"`` them, ``"overwrite"``
             the target's memory and its history, or add the archive's version as a
             ``"new_version"`` of the target's memory.
@@ -318,69 +307,72 @@ def import_archive(
             others are listed in ``report.dropped``.
         format: ``"auto"``, ``"mip"``, ``"memos"``, ``"langgraph"`` or ``"mem0"``.
         user_id: owner for foreign memories that name none.
+        open_target: opens (or creates) the target cube when ``into`` is a folder.
 
     Returns:
         ``(cube, report)``. When ``into`` was a path the cube is open: close it when done.
     """
-    from memcube.interchange.foreign import detect_format, read_foreign
+    from memcube.interchange.foreign import ForeignBundle, detect_format, read_foreign
 
     check_on_conflict(on_conflict)
     fmt = detect_format(path) if format == "auto" else format
+    source: StagedArchive | ForeignBundle
     if fmt == "mip":
-        staged: StagedArchive | None = read_archive(path, trusted_keys=trusted_keys, limits=limits)
-        bundle = None
+        source = read_archive(path, trusted_keys=trusted_keys, limits=limits)
     else:
         if trusted_keys is not None:
             raise InvalidInputError(
                 f"a {fmt} export carries no signature; drop trusted_keys to import it."
             )
-        bundle = read_foreign(path, fmt, user_id=user_id, limits=limits)
-        staged = None
+        source = read_foreign(path, fmt, user_id=user_id, limits=limits)
     try:
-        cube, opened = _target(into, chroma_url=chroma_url, embedder=embedder)
+        cube, opened = _target(into, open_target)
         try:
-            if staged is not None:
+            if isinstance(source, StagedArchive):
                 report = import_staged(
-                    staged,
+                    source,
                     cube,
                     on_conflict=on_conflict,
                     model_fingerprint=model_fingerprint,
                     progress=progress,
                 )
             else:
-                assert bundle is not None
                 report = ImportReport(
                     source=str(path),
                     format=fmt,
                     target=str(cube.path),
-                    source_embedder=bundle.embedder,
+                    source_embedder=source.embedder,
                     target_embedder=f"{cube.manifest.embedder_id} ({cube.manifest.embedding_dimension}-d)",
                     reembedded=True,
-                    skipped_files=list(bundle.skipped_files),
-                    warnings=list(bundle.warnings),
+                    skipped_files=list(source.skipped_files),
+                    warnings=list(source.warnings),
                 )
-                report.skipped.extend(bundle.skipped_items)
+                report.skipped.extend(source.skipped_items)
                 apply_records(
-                    cube, bundle.records, on_conflict=on_conflict, report=report, progress=progress
+                    cube, source.records, on_conflict=on_conflict, report=report, progress=progress
                 )
         except BaseException:
             if opened:
                 cube.close()
             raise
     finally:
-        if staged is not None:
-            staged.cleanup()
+        if isinstance(source, StagedArchive):
+            source.cleanup()
     return cube, report
 
 
 def _target(
-    into: MemCube | str | os.PathLike[str], *, chroma_url: str | None, embedder: Embedder | None
-) -> tuple[MemCube, bool]:
-    from memcube.cube import MemCube
-
-    if isinstance(into, MemCube):
-        into._check_open()
-        return into, False
+    into: ImportTarget | str | os.PathLike[str],
+    open_target: Callable[[str | os.PathLike[str]], ImportTarget] | None,
+) -> tuple[ImportTarget, bool]:
+    """The open target cube, and whether it was opened here (then it is closed on failure)."""
     if not isinstance(into, (str, os.PathLike)):
-        raise InvalidInputError("into must be an open MemCube or the path of the target cube.")
-    return MemCube.open(into, chroma_url=chroma_url, embedder=embedder), True
+        if not isinstance(into, ImportTarget):
+            raise InvalidInputError("into must be an open MemCube or the path of the target cube.")
+        return into, False
+    if open_target is None:
+        raise InvalidInputError(
+            "to import into a folder use MemCube.import_archive(path, into=folder), "
+            "or pass open_target=... (a function that opens the cube of a folder)."
+        )
+    return open_target(into), True

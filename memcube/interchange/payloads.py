@@ -61,8 +61,9 @@ def fingerprint_digest(value: Any) -> str | None:
         return value.strip() or None
     if isinstance(value, dict):
         for key in ("digest", "sha256", "hash"):
-            if isinstance(value.get(key), str) and value[key]:
-                return value[key]
+            found = value.get(key)
+            if isinstance(found, str) and found:
+                return found
         if _MODEL_FINGERPRINT_FIELDS <= set(value):
             from pydantic import ValidationError
 
@@ -94,11 +95,13 @@ def find_fingerprint(doc: Any) -> str | None:
         return None
     for scope in [doc, *(doc[s] for s in FINGERPRINT_SECTIONS if isinstance(doc.get(s), dict))]:
         for key in DIGEST_KEYS:
-            if isinstance(scope.get(key), str) and scope[key]:
-                return scope[key]
+            digest = scope.get(key)
+            if isinstance(digest, str) and digest:
+                return digest
         for key in FINGERPRINT_KEYS:
-            if isinstance(scope.get(key), (str, dict)) and scope[key]:
-                return fingerprint_digest(scope[key])
+            fingerprint = scope.get(key)
+            if isinstance(fingerprint, (str, dict)) and fingerprint:
+                return fingerprint_digest(fingerprint)
     return None
 
 

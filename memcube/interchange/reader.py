@@ -293,8 +293,8 @@ def _read(
         raise ChecksumMismatchError(f"{MANIFEST_MEMBER} lists {name!r}, but the archive lacks it.")
     for name in sorted(listed):
         entry = manifest.members[name]
-        sha, size = digests[name]
-        if sha != entry.sha256 or size != entry.size:
+        digest, size = digests[name]
+        if digest != entry.sha256 or size != entry.size:
             raise ChecksumMismatchError(
                 f"member {name!r} does not match its SHA-256 in {MANIFEST_MEMBER}: the archive "
                 "was altered or damaged. Do not import it; export it again."

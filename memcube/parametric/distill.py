@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from memcube.checks import is_int
 from memcube.errors import InvalidInputError
 from memcube.items import MemoryItem
 from memcube.parametric.lora import (
@@ -48,7 +49,10 @@ ANCHORS = (
     ("What is the capital of France?", "The capital of France is Paris."),
     ("Write one sentence about the ocean.", "The ocean covers most of the Earth's surface."),
     ("How many days are in a week?", "There are seven days in a week."),
-    ("Give me a tip for learning to code.", "Practice a little every day and build small projects."),
+    (
+        "Give me a tip for learning to code.",
+        "Practice a little every day and build small projects.",
+    ),
 )
 
 
@@ -80,7 +84,7 @@ class DistillConfig:
     def __post_init__(self) -> None:
         for name in ("steps", "rank", "batch_size", "max_tokens"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if not is_int(value) or value < 1:
                 raise InvalidInputError(f"{name} must be a positive integer, got {value!r}.")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise InvalidInputError(f"lr must be a positive number, got {self.lr!r}.")
@@ -154,7 +158,7 @@ def _pad(batch: Sequence[tuple[list[int], int]], pad_id: int) -> tuple[Any, Any,
     for row, (seq, start) in enumerate(batch):
         ids[row, : len(seq)] = torch.tensor(seq)
         mask[row, : len(seq)] = 1
-        labels[row, start: len(seq)] = torch.tensor(seq[start:])
+        labels[row, start : len(seq)] = torch.tensor(seq[start:])
     return ids, mask, labels
 
 
@@ -184,11 +188,13 @@ def train_lora(
     start = time.perf_counter()
     examples = build_examples(tokenizer, items, cfg.max_tokens)
     anchors = [_chat_example(tokenizer, q, a, cfg.max_tokens) for q, a in ANCHORS]
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = (
+        tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    )
     alpha = cfg.alpha if cfg.alpha is not None else 2.0 * cfg.rank
     lora_cfg = LoraConfig(
         r=cfg.rank,
-        lora_alpha=alpha,
+        lora_alpha=alpha,  # type: ignore[arg-type]  # peft annotates int; a float scale works
         lora_dropout=cfg.dropout,
         target_modules=list(cfg.target_modules),
         bias="none",
@@ -235,7 +241,7 @@ def train_lora(
         try:
             order: list[int] = []
             for _ in range(cfg.steps):
-                batch = []
+                batch: list[tuple[list[int], int]] = []
                 while len(batch) < min(cfg.batch_size, len(examples)):
                     if not order:
                         order = list(range(len(examples)))
@@ -245,17 +251,20 @@ def train_lora(
                 out = work(input_ids=ids, attention_mask=mask)
                 logits = out.logits[:, :-1].float()
                 loss = F.cross_entropy(
-                    logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100
+                    logits.reshape(-1, logits.shape[-1]),
+                    labels[:, 1:].reshape(-1),
+                    ignore_index=-100,
                 )
                 total = loss
                 if cfg.preserve > 0:
                     logp = F.log_softmax(
-                        work(input_ids=anchor_ids, attention_mask=anchor_mask).logits.float(), dim=-1
+                        work(input_ids=anchor_ids, attention_mask=anchor_mask).logits.float(),
+                        dim=-1,
                     )[anchor_keep]
                     kl = F.kl_div(logp, base_logp, log_target=True, reduction="batchmean")
                     total = loss + cfg.preserve * kl
                 optimizer.zero_grad(set_to_none=True)
-                total.backward()
+                total.backward()  # type: ignore[no-untyped-call]  # torch leaves it unannotated
                 optimizer.step()
                 losses.append(float(loss.detach()))
                 bar.update(1)

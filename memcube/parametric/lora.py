@@ -25,7 +25,7 @@ from memcube.parametric.manifest import CONFIG_FILE, WEIGHTS_FILE
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch
-    from peft import LoraConfig
+    from peft import LoraConfig, PeftConfig
 
 __all__ = [
     "PEFT_PREFIX",
@@ -40,8 +40,13 @@ __all__ = [
 
 #: PEFT writes adapter keys relative to a ``PeftModel``: ``base_model.model.<module path>...``.
 PEFT_PREFIX = "base_model.model."
-_LORA_PARTS = (".lora_A.", ".lora_B.", ".lora_embedding_A", ".lora_embedding_B",
-               ".lora_magnitude_vector")
+_LORA_PARTS = (
+    ".lora_A.",
+    ".lora_B.",
+    ".lora_embedding_A",
+    ".lora_embedding_B",
+    ".lora_magnitude_vector",
+)
 
 
 @dataclass
@@ -82,8 +87,8 @@ def lora_config_from_dict(data: Mapping[str, Any]) -> LoraConfig:
         raise InvalidInputError(f"invalid LoRA config: {exc}") from None
 
 
-def config_to_json(config: LoraConfig) -> dict[str, Any]:
-    """A ``LoraConfig`` as a JSON-safe dict (what PEFT writes to ``adapter_config.json``)."""
+def config_to_json(config: PeftConfig) -> dict[str, Any]:
+    """A ``LoraConfig`` (any ``PeftConfig``) as a JSON-safe dict (what PEFT writes to ``adapter_config.json``)."""
 
     def plain(value: Any) -> Any:
         if isinstance(value, (set, frozenset)):
@@ -100,7 +105,8 @@ def config_to_json(config: LoraConfig) -> dict[str, Any]:
             return plain(dataclasses.asdict(value))
         return str(value)
 
-    return plain(config.to_dict())
+    data: dict[str, Any] = plain(config.to_dict())
+    return data
 
 
 def module_path(key: str) -> str:
@@ -121,7 +127,9 @@ def normalise_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Te
         if not isinstance(value, torch.Tensor):
             raise InvalidInputError(f"adapter weight {key!r} is not a tensor.")
         if not value.is_floating_point():
-            raise InvalidInputError(f"adapter weight {key!r} has dtype {value.dtype}; expected floats.")
+            raise InvalidInputError(
+                f"adapter weight {key!r} has dtype {value.dtype}; expected floats."
+            )
         module_path(key)  # raises on keys that are not LoRA weights
         full = key if key.startswith(PEFT_PREFIX) else PEFT_PREFIX + key
         out[full] = value.detach().to("cpu").contiguous()

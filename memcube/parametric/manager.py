@@ -208,8 +208,13 @@ class AdapterManager:
                 warnings.simplefilter("ignore")
                 inject_adapter_in_model(config, self.model, adapter_name=key)
                 result = set_peft_model_state_dict(self.model, payload.state_dict, adapter_name=key)
-            missing = [k for k in result.missing_keys if f".{key}." in k or k.endswith(f".{key}")]
-            unexpected = list(result.unexpected_keys)
+            # torch's _IncompatibleKeys namedtuple, which mypy cannot read through peft
+            missing = [
+                k
+                for k in result.missing_keys  # type: ignore[attr-defined]
+                if f".{key}." in k or k.endswith(f".{key}")
+            ]
+            unexpected = list(result.unexpected_keys)  # type: ignore[attr-defined]
             if missing or unexpected:
                 raise ModelMismatchError(
                     f"the adapter's weights do not fit this model (missing {missing[:3]}, "
@@ -372,7 +377,9 @@ class AdapterManager:
         import torch
 
         if len(prompts) != len(adapters) or not prompts:
-            raise InvalidInputError("pass one adapter (or None) per prompt, and at least one prompt.")
+            raise InvalidInputError(
+                "pass one adapter (or None) per prompt, and at least one prompt."
+            )
         if max_new_tokens < 1:
             raise InvalidInputError("max_new_tokens must be positive.")
         pad = self.tokenizer.pad_token_id
@@ -384,8 +391,8 @@ class AdapterManager:
         ids = torch.full((len(prompts), width), int(pad), dtype=torch.long)
         mask = torch.zeros((len(prompts), width), dtype=torch.long)
         for row, prompt in enumerate(prompts):
-            ids[row, width - len(prompt):] = torch.tensor(list(prompt), dtype=torch.long)
-            mask[row, width - len(prompt):] = 1
+            ids[row, width - len(prompt) :] = torch.tensor(list(prompt), dtype=torch.long)
+            mask[row, width - len(prompt) :] = 1
         eos = self.tokenizer.eos_token_id
         with self.using(list(adapters)), torch.no_grad():
             out = self.model.generate(

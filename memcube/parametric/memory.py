@@ -14,9 +14,10 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import builtins
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from memcube.errors import InvalidInputError
 from memcube.items import MemoryItem, check_scope_id
@@ -29,10 +30,8 @@ from memcube.parametric.lora import (
 from memcube.parametric.manager import AdapterManager
 from memcube.parametric.manifest import AdapterManifest, AdapterProvenance, check_adapter_name
 from memcube.parametric.store import AdapterStore
-from memcube.runtime.model import fingerprint
-
-if TYPE_CHECKING:  # pragma: no cover - typing only
-    from memcube.cube import MemCube
+from memcube.ports import MemoryReader
+from memcube.runtime.model import fingerprint, loaded_tokenizer
 
 __all__ = ["ParametricMemory", "resolve_adapter"]
 
@@ -55,16 +54,6 @@ def resolve_adapter(
     return None
 
 
-def _tokenizer_of(model: Any) -> Any:
-    """The tokenizer loaded together with ``model`` by :func:`memcube.runtime.load_model`."""
-    from memcube.runtime import model as runtime_model
-
-    for lm, tok in list(runtime_model._loaded.values()):
-        if lm is model:
-            return tok
-    return None
-
-
 class ParametricMemory:
     """LoRA adapters stored in a cube (``<cube.path>/adapters/<name>/v<N>/``), versioned, with
     per-user defaults, loading into a model, and distillation of memories into an adapter.
@@ -73,7 +62,7 @@ class ParametricMemory:
     (:class:`memcube.runtime.Runtime`); by default the bundled SmolLM2-135M-Instruct.
     """
 
-    def __init__(self, cube: MemCube) -> None:
+    def __init__(self, cube: MemoryReader) -> None:
         self.cube = cube
         self.store = AdapterStore(Path(cube.path) / ADAPTERS_DIR)
 
@@ -90,14 +79,16 @@ class ParametricMemory:
 
             return load_model()
         if tokenizer is None:
-            tokenizer = _tokenizer_of(model)
+            tokenizer = loaded_tokenizer(model)
             if tokenizer is None:
                 raise InvalidInputError(
                     "pass tokenizer=... with a model that was not loaded by memcube.runtime."
                 )
         return model, tokenizer
 
-    def manager(self, *, runtime: Any = None, model: Any = None, tokenizer: Any = None) -> AdapterManager:
+    def manager(
+        self, *, runtime: Any = None, model: Any = None, tokenizer: Any = None
+    ) -> AdapterManager:
         """The :class:`AdapterManager` of the model (shared by everything using that model)."""
         lm, tok = self._model(model, tokenizer, runtime)
         return AdapterManager.for_model(lm, tok, lock=getattr(runtime, "lock", None))
@@ -154,11 +145,11 @@ class ParametricMemory:
         """The manifest of ``name`` (newest version unless ``version``)."""
         return self.store.get(name, version)
 
-    def list(self) -> list[AdapterManifest]:
+    def list(self) -> builtins.list[AdapterManifest]:
         """The newest version of every adapter in the cube."""
         return self.store.list()
 
-    def history(self, name: str) -> list[AdapterManifest]:
+    def history(self, name: str) -> builtins.list[AdapterManifest]:
         """Every version of ``name``, oldest first."""
         return self.store.history(name)
 
@@ -170,7 +161,7 @@ class ParametricMemory:
         """Manifest and verified weights of a stored version."""
         return self.store.load(name, version)
 
-    def delete(self, name: str, version: int | None = None) -> list[int]:
+    def delete(self, name: str, version: int | None = None) -> builtins.list[int]:
         """Delete one version, or the adapter with all its versions; returns deleted versions.
         Adapters already loaded into a model stay usable until unloaded."""
         return self.store.delete(name, version)
@@ -225,7 +216,7 @@ class ParametricMemory:
         items: Sequence[str | MemoryItem] | None,
         query: str | None,
         k: int,
-    ) -> list[MemoryItem]:
+    ) -> builtins.list[MemoryItem]:
         if items is not None and query is not None:
             raise InvalidInputError("pass either items=... or query=..., not both.")
         if items is not None:
@@ -322,11 +313,11 @@ class ParametricMemory:
         """Async :meth:`get`."""
         return await asyncio.to_thread(self.get, name, version)
 
-    async def alist(self) -> list[AdapterManifest]:
+    async def alist(self) -> builtins.list[AdapterManifest]:
         """Async :meth:`list`."""
         return await asyncio.to_thread(self.list)
 
-    async def adelete(self, name: str, version: int | None = None) -> list[int]:
+    async def adelete(self, name: str, version: int | None = None) -> builtins.list[int]:
         """Async :meth:`delete`."""
         return await asyncio.to_thread(self.delete, name, version)
 

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import os
@@ -28,7 +29,7 @@ from typing import Any
 from filelock import FileLock
 from pydantic import ValidationError
 
-from memcube.atomic import _fsync_dir, atomic_write_text
+from memcube.atomic import atomic_write_text, fsync_dir
 from memcube.errors import InvalidInputError, ItemNotFoundError, MemCubeError
 from memcube.items import check_scope_id
 from memcube.parametric.lora import LoraPayload, config_to_json, lora_config_from_dict
@@ -119,7 +120,9 @@ class AdapterStore:
         if version is None:
             version = versions[-1]
         elif version not in versions:
-            raise AdapterNotFoundError(f"adapter {name!r} has no version {version}; it has {versions}.")
+            raise AdapterNotFoundError(
+                f"adapter {name!r} has no version {version}; it has {versions}."
+            )
         path = self.path(name, version) / MANIFEST_FILE
         try:
             manifest = AdapterManifest.model_validate_json(path.read_bytes())
@@ -133,7 +136,7 @@ class AdapterStore:
         """Every stored version of ``name``, oldest first."""
         return [self.get(name, v) for v in self.versions(name)]
 
-    def list(self) -> list[AdapterManifest]:
+    def list(self) -> builtins.list[AdapterManifest]:
         """The newest version of every adapter, by name."""
         return [self.get(n) for n in self.names()]
 
@@ -203,7 +206,9 @@ class AdapterStore:
                 provenance=provenance or AdapterProvenance(),
                 files={
                     CONFIG_FILE: FileDigest(sha256=_sha256(config_bytes), bytes=len(config_bytes)),
-                    WEIGHTS_FILE: FileDigest(sha256=_sha256(weights_bytes), bytes=len(weights_bytes)),
+                    WEIGHTS_FILE: FileDigest(
+                        sha256=_sha256(weights_bytes), bytes=len(weights_bytes)
+                    ),
                 },
                 metadata=metadata or {},
             )
@@ -214,15 +219,15 @@ class AdapterStore:
                 _write_synced(tmp / CONFIG_FILE, config_bytes)
                 _write_synced(tmp / WEIGHTS_FILE, weights_bytes)
                 _write_synced(tmp / MANIFEST_FILE, manifest.model_dump_json(indent=2).encode())
-                _fsync_dir(tmp)
+                fsync_dir(tmp)
                 os.replace(tmp, final)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
-            _fsync_dir(final.parent)
+            fsync_dir(final.parent)
         return manifest
 
-    def delete(self, name: str, version: int | None = None) -> list[int]:
+    def delete(self, name: str, version: int | None = None) -> builtins.list[int]:
         """Delete one version, or every version with ``version=None``; returns what was deleted.
 
         Deleting the whole adapter also removes it as any user's default.
@@ -264,7 +269,8 @@ class AdapterStore:
 
     def _write_users(self, users: dict[str, str]) -> None:
         atomic_write_text(
-            self.root / USERS_FILE, json.dumps({"format": 1, "users": users}, indent=2, sort_keys=True)
+            self.root / USERS_FILE,
+            json.dumps({"format": 1, "users": users}, indent=2, sort_keys=True),
         )
 
     def user_defaults(self) -> dict[str, str]:

@@ -92,9 +92,9 @@ class ChromaBackend:
                     f"chroma_url must look like http://host:port, got {chroma_url!r}."
                 )
             port = url.port or (443 if url.scheme == "https" else 8000)
-            self.client = self._retry(
+            self.client: Any = self._retry(
                 lambda: chromadb.HttpClient(
-                    host=url.hostname, port=port, ssl=url.scheme == "https", settings=settings
+                    host=url.hostname or "", port=port, ssl=url.scheme == "https", settings=settings
                 ),
                 "connect",
             )
@@ -102,13 +102,15 @@ class ChromaBackend:
             # Chroma persists its HNSW index beside a file named index_metadata.pickle, which
             # its Rust code decodes with a data-only decoder (no Python unpickling, no code).
             self.client = chromadb.PersistentClient(path=str(path / "chroma"), settings=settings)
-        self.items = self._collection(f"{prefix}_items", cosine=True)
-        self.history = self._collection(f"{prefix}_history", cosine=False)
-        self.audit = self._collection(f"{prefix}_audit", cosine=False)
+        self.items = self.collection(f"{prefix}_items", cosine=True)
+        self.history = self.collection(f"{prefix}_history", cosine=False)
+        self.audit = self.collection(f"{prefix}_audit", cosine=False)
 
-    def _collection(self, name: str, *, cosine: bool) -> Any:
+    def collection(self, name: str, *, cosine: bool) -> Any:
+        """Open (or create) a collection of this cube; ``cosine`` for vector-searched ones."""
         sync = ITEMS_SYNC_THRESHOLD if cosine else SIDE_SYNC_THRESHOLD
-        config = {"hnsw": {"space": "cosine" if cosine else "l2", "sync_threshold": sync}}
+        # Any: chromadb types this as a TypedDict whose keys its own docs spell as here.
+        config: Any = {"hnsw": {"space": "cosine" if cosine else "l2", "sync_threshold": sync}}
         collection = self._retry(
             lambda: self.client.get_or_create_collection(
                 name, configuration=config, embedding_function=None
@@ -215,9 +217,13 @@ class ChromaBackend:
             what,
         )
 
-    def update_metadata(self, collection: Any, ids: Sequence[str], metadatas: Sequence[dict]) -> None:
+    def update_metadata(
+        self, collection: Any, ids: Sequence[str], metadatas: Sequence[dict[str, Any]]
+    ) -> None:
         if ids:
-            self._retry(lambda: collection.update(ids=list(ids), metadatas=list(metadatas)), "update")
+            self._retry(
+                lambda: collection.update(ids=list(ids), metadatas=list(metadatas)), "update"
+            )
 
     def get(
         self,
@@ -250,9 +256,21 @@ class ChromaBackend:
         where: dict[str, Any] | None,
         include: Sequence[str] = ("metadatas", "distances"),
     ) -> dict[str, Any]:
+        return self.query_many(collection, [embedding], n=n, where=where, include=include)
+
+    def query_many(
+        self,
+        collection: Any,
+        embeddings: Sequence[Sequence[float]],
+        *,
+        n: int,
+        where: dict[str, Any] | None,
+        include: Sequence[str] = ("metadatas", "distances"),
+    ) -> dict[str, Any]:
+        """One nearest-neighbour query for several vectors (one result list per vector)."""
         return self._retry(
             lambda: collection.query(
-                query_embeddings=[list(embedding)],
+                query_embeddings=[list(e) for e in embeddings],
                 n_results=n,
                 where=where,
                 include=list(include),
@@ -261,7 +279,9 @@ class ChromaBackend:
             filtered=where is not None,
         )
 
-    def delete(self, collection: Any, *, ids: Sequence[str] | None = None, where: dict | None = None) -> None:
+    def delete(
+        self, collection: Any, *, ids: Sequence[str] | None = None, where: dict[str, Any] | None = None
+    ) -> None:
         if ids is not None and not ids:
             return
         self._retry(

@@ -47,7 +47,7 @@ def attach_context(
     out: list[MemoryItem | dict[str, Any]] = []
     for i, draft in enumerate(drafts):
         session = _get(draft, "session_id")
-        before = []
+        before: list[str] = []
         j = i - 1
         while j >= 0 and len(before) < window and _get(drafts[j], "session_id") == session:
             before.append(_line(drafts[j]))

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from memcube.errors import InvalidInputError
+from memcube.errors import EmbedderMismatchError, InvalidInputError
 
 DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_DIMENSION = 384
@@ -18,8 +18,13 @@ class Embedder(Protocol):
     so a LangChain embeddings object only needs ``model_id`` and ``dimension`` added (see
     :func:`wrap_embedder`)."""
 
-    model_id: str
-    dimension: int
+    @property
+    def model_id(self) -> str:
+        """Names the model; a cube refuses vectors of another model."""
+
+    @property
+    def dimension(self) -> int:
+        """Length of the vectors."""
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]: ...
 
@@ -77,7 +82,10 @@ class SentenceTransformerEmbedder:
                     from sentence_transformers import SentenceTransformer
 
                     model = SentenceTransformer(self.model_name_or_path, device=self.device)
-                    get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+                    get_dim = (
+                        getattr(model, "get_embedding_dimension", None)
+                        or model.get_sentence_embedding_dimension
+                    )
                     dim = get_dim()
                     if self._dimension is not None and dim != self._dimension:
                         raise InvalidInputError(
@@ -88,19 +96,24 @@ class SentenceTransformerEmbedder:
         return self._model
 
     @property
-    def dimension(self) -> int:  # type: ignore[override]
+    def dimension(self) -> int:
         if self._dimension is None:
-            _ = self.model
-        assert self._dimension is not None
+            _ = self.model  # loading the model learns its dimension
+        if self._dimension is None:
+            raise EmbedderMismatchError(f"{self.model_name_or_path} reported no embedding dimension.")
         return self._dimension
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         if not texts:
             return []
         vecs = self.model.encode(
-            list(texts), batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            show_progress_bar=False,
         )
-        return vecs.tolist()
+        out: list[list[float]] = vecs.tolist()
+        return out
 
     def embed_query(self, text: str) -> list[float]:
         return self.embed_documents([text])[0]

@@ -20,8 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from memcube.errors import InvalidFilterError
-from memcube.governance import SHARE_PREFIX
-from memcube.items import HIDDEN_STATES, MemoryItem, as_utc, is_encodable
+from memcube.items import HIDDEN_STATES, SHARE_PREFIX, MemoryItem, as_utc, is_encodable
 
 #: Stands for "never expires" in the flat ``expires_ts`` field (year ~33658).
 NO_EXPIRY_TS = 1.0e12
@@ -220,8 +219,7 @@ def translate_filters(filters: dict[str, Any] | None) -> dict[str, Any] | None:
         if key in ("$and", "$or"):
             if not isinstance(cond, list) or not cond:
                 raise InvalidFilterError(f"{key} takes a non-empty list of filter dicts.")
-            subs = [translate_filters(c) for c in cond]
-            subs = [s for s in subs if s]
+            subs = [s for s in (translate_filters(c) for c in cond) if s]
             if len(subs) == 1:
                 clauses.append(subs[0])
             elif subs:

@@ -241,11 +241,11 @@ class Retriever:
 
     # ------------------------------------------------------------------ cache consistency
     @property
-    def _state_collection(self) -> Any:
+    def state_collection(self) -> Any:
         if self._state is None:
             name = self.backend.items.name
             prefix = name[: -len("_items")] if name.endswith("_items") else name
-            self._state = self.backend._collection(f"{prefix}_retrieval", cosine=False)
+            self._state = self.backend.collection(f"{prefix}_retrieval", cosine=False)
         return self._state
 
     def _marker_id(self, user_id: str) -> str:
@@ -260,7 +260,7 @@ class Retriever:
             if user_id in self._reading:
                 return
         self.backend.upsert(
-            self._state_collection,
+            self.state_collection,
             [self._reader_id(user_id)],
             embeddings=None,
             documents=None,
@@ -276,14 +276,14 @@ class Retriever:
         if not wanted:
             return
         res = self.backend.get(
-            self._state_collection, where={"reader_user": {"$in": wanted}}, include=("metadatas",)
+            self.state_collection, where={"reader_user": {"$in": wanted}}, include=("metadatas",)
         )
         read = {md["reader_user"] for md in res["metadatas"] if md.get("reader") != self.writer}
         ids = [u for u in wanted if u in read]
         if not ids:
             return
         self.backend.upsert(
-            self._state_collection,
+            self.state_collection,
             [self._marker_id(u) for u in ids],
             embeddings=None,
             documents=None,
@@ -298,7 +298,7 @@ class Retriever:
 
     def _markers(self, user_id: str) -> dict[str, str]:
         """The current markers of ``user_id``'s other writers."""
-        res = self.backend.get(self._state_collection, where={"marker_user": user_id})
+        res = self.backend.get(self.state_collection, where={"marker_user": user_id})
         return {
             str(md.get("writer", "")): str(md.get("token"))
             for md in res["metadatas"]
@@ -377,7 +377,7 @@ class Retriever:
         if users or readers:
             try:
                 self.backend.delete(
-                    self._state_collection,
+                    self.state_collection,
                     ids=[self._marker_id(u) for u in users] + [self._reader_id(u) for u in readers],
                 )
             except MemCubeError:  # a server already gone: the markers are only stale hints
@@ -456,7 +456,9 @@ class Retriever:
         loaded_at = time.monotonic()
         index = self._load(user_id)
         with self._lock:
-            self._cache[user_id] = _Entry(index, local_seq=seq, markers=markers, loaded_at=loaded_at)
+            self._cache[user_id] = _Entry(
+                index, local_seq=seq, markers=markers, loaded_at=loaded_at
+            )
             self._cache.move_to_end(user_id)
             total = sum(len(e.index) for e in self._cache.values())
             while total > self.config.max_cached_items and len(self._cache) > 1:
@@ -504,7 +506,9 @@ class Retriever:
             qv = qv / max(float(np.linalg.norm(qv)), 1e-12)
         # Under the lock: this process's writes append to these indexes in place.
         with self._lock:
-            parts = [(index, admitted) for index in indexes if (admitted := index.admit(where)).size]
+            parts = [
+                (index, admitted) for index in indexes if (admitted := index.admit(where)).size
+            ]
             if not parts:
                 return []
             scores, signals = self._score(query, qv, parts)

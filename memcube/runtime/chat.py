@@ -116,17 +116,17 @@ def merge_same_role(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
     out: list[ChatMessage] = []
     for m in messages:
         prev = out[-1] if out else None
-        same = prev is not None and prev.role == m.role
-        plain = m.role in ("system", "user") or (
-            m.role == "assistant" and prev is not None and not prev.tool_calls and not m.tool_calls
-        )
-        if same and plain:
-            assert prev is not None
+        if (
+            prev is not None
+            and prev.role == m.role
+            and (
+                m.role in ("system", "user")
+                or (m.role == "assistant" and not prev.tool_calls and not m.tool_calls)
+            )
+        ):
             prev.content = _JOIN.join(p for p in (prev.content, m.content) if p)
             continue
-        out.append(
-            ChatMessage(m.role, m.content, list(m.tool_calls), m.tool_call_id, m.name)
-        )
+        out.append(ChatMessage(m.role, m.content, list(m.tool_calls), m.tool_call_id, m.name))
     return out
 
 
@@ -192,7 +192,9 @@ def _messages_for_template(messages: Sequence[ChatMessage]) -> list[dict[str, st
     merged: list[dict[str, str]] = []
     for r in rendered:
         if merged and merged[-1]["role"] == r["role"] and r["role"] in ("user", "system"):
-            merged[-1]["content"] = _JOIN.join(p for p in (merged[-1]["content"], r["content"]) if p)
+            merged[-1]["content"] = _JOIN.join(
+                p for p in (merged[-1]["content"], r["content"]) if p
+            )
         else:
             merged.append(dict(r))
     return merged
@@ -240,7 +242,7 @@ def build_prompt(
     at = text.find(block)
     if at < 0:
         raise InvalidInputError("the chat template did not render the memory block verbatim")
-    head, suffix = text[:at], text[at + len(block):]
+    head, suffix = text[:at], text[at + len(block) :]
     prefix_ids: list[int] = []
     for segment in (head, *activation_segments):
         prefix_ids += _encode(tokenizer, segment)
@@ -298,8 +300,15 @@ def parse_tool_calls(text: str, tools: Sequence[ToolSpec]) -> ParsedOutput:
     if not candidates:
         return ParsedOutput(
             content="",
-            invalid_tool_calls=[{"name": None, "args": body, "id": None,
-                                 "error": "output is not valid JSON", "type": "invalid_tool_call"}],
+            invalid_tool_calls=[
+                {
+                    "name": None,
+                    "args": body,
+                    "id": None,
+                    "error": "output is not valid JSON",
+                    "type": "invalid_tool_call",
+                }
+            ],
         )
     result = ParsedOutput(content="")
     for c in candidates:
@@ -317,13 +326,18 @@ def parse_tool_calls(text: str, tools: Sequence[ToolSpec]) -> ParsedOutput:
                     err = "arguments are not valid JSON"
             if err is None and name not in names:
                 err = f"unknown tool {name!r}; bound tools: {', '.join(sorted(names))}"
-            elif err is None and not isinstance(args, dict):
-                err = "arguments must be a JSON object"
-            if err is None:
+            elif err is None and isinstance(args, dict):
                 result.tool_calls.append(ToolCall(name=str(name), arguments=dict(args)))
                 continue
+            elif err is None:
+                err = "arguments must be a JSON object"
         result.invalid_tool_calls.append(
-            {"name": c.get("name") if isinstance(c, dict) else None, "args": raw, "id": None,
-             "error": err, "type": "invalid_tool_call"}
+            {
+                "name": c.get("name") if isinstance(c, dict) else None,
+                "args": raw,
+                "id": None,
+                "error": err,
+                "type": "invalid_tool_call",
+            }
         )
     return result

@@ -118,7 +118,7 @@ class Runtime:
             if tokenizer is None:
                 raise InvalidInputError("pass the tokenizer together with a model object")
             self.model, self.tokenizer = model, tokenizer
-        self.model.eval()
+        self.model.eval()  # type: ignore[no-untyped-call]  # transformers leaves eval() unannotated
         self.fingerprint: ModelFingerprint = fingerprint(self.model, self.tokenizer)
         self.name = name or self.fingerprint.model_id
         self.lock = threading.RLock()
@@ -147,8 +147,10 @@ class Runtime:
 
     def _eos_ids(self) -> set[int]:
         ids: set[int] = set()
-        for source in (self.tokenizer.eos_token_id, getattr(self.model.generation_config,
-                                                            "eos_token_id", None)):
+        for source in (
+            self.tokenizer.eos_token_id,
+            getattr(self.model.generation_config, "eos_token_id", None),
+        ):
             if isinstance(source, int):
                 ids.add(source)
             elif isinstance(source, (list, tuple)):
@@ -242,7 +244,9 @@ class Runtime:
                 json.dumps(schema), any_whitespace=False
             )
         except Exception as exc:  # xgrammar raises RuntimeError / ValueError subclasses
-            raise InvalidInputError(f"unsupported JSON schema for constrained decoding: {exc}") from exc
+            raise InvalidInputError(
+                f"unsupported JSON schema for constrained decoding: {exc}"
+            ) from exc
         if len(self._grammar_cache) > 64:
             self._grammar_cache.clear()
         self._grammar_cache[key] = compiled
@@ -262,7 +266,8 @@ class Runtime:
         for chunk in self.stream(prompt, options, prefix_cache=prefix_cache, adapter=adapter):
             if chunk.result is not None:
                 final = chunk.result
-        assert final is not None
+        if final is None:  # stream() always ends with a result; never reached
+            raise RuntimeError("the generation ended without a result")
         return final
 
     def stream(
@@ -311,9 +316,7 @@ class Runtime:
             )
         with self.lock:
             self._activate_adapter(adapter)
-            yield from self._decode(
-                ids, cached, prefix_cache, opts, matcher, bitmask, generator
-            )
+            yield from self._decode(ids, cached, prefix_cache, opts, matcher, bitmask, generator)
 
     def _decode(
         self,
@@ -345,9 +348,16 @@ class Runtime:
         with torch.no_grad():
             step_input = torch.tensor([feed], dtype=torch.long)
             for _ in range(opts.max_new_tokens):
-                logits = self.model(
-                    input_ids=step_input, past_key_values=cache, use_cache=True, logits_to_keep=1
-                ).logits[:, -1, :].float()
+                logits = (
+                    self.model(
+                        input_ids=step_input,
+                        past_key_values=cache,
+                        use_cache=True,
+                        logits_to_keep=1,
+                    )
+                    .logits[:, -1, :]
+                    .float()
+                )
                 token = self._pick(logits, opts, matcher, bitmask, generator)
                 if first_token_s is None:
                     first_token_s = time.perf_counter() - start
@@ -358,7 +368,8 @@ class Runtime:
                     finish = "stop"
                     break
                 out_ids.append(token)
-                text = self.tokenizer.decode(out_ids, skip_special_tokens=True)
+                # a flat id list decodes to one string (the stubs also allow a batch's list)
+                text = self.tokenizer.decode(out_ids, skip_special_tokens=True)  # type: ignore[assignment]
                 cut = _find_stop(text, opts.stop)
                 if cut is not None:
                     text = text[:cut]
@@ -392,8 +403,9 @@ class Runtime:
         )
         yield GenerationChunk(text=text[emitted:], token_ids=[], result=result)
 
-    def _pick(self, logits: Any, opts: GenerationOptions, matcher: Any, bitmask: Any,
-              generator: Any) -> int:
+    def _pick(
+        self, logits: Any, opts: GenerationOptions, matcher: Any, bitmask: Any, generator: Any
+    ) -> int:
         import torch
 
         if matcher is not None:

@@ -46,6 +46,7 @@ __all__ = [
     "default_model_path",
     "fingerprint",
     "load_model",
+    "loaded_tokenizer",
     "model_cache_dir",
 ]
 
@@ -55,7 +56,7 @@ _MARKER = "memcube-converted.json"
 _CONVERSION_FORMAT = 1
 
 _lock = threading.RLock()
-_loaded: dict[str, tuple[Any, Any]] = {}
+_loaded: dict[str, tuple[PreTrainedModel, PreTrainedTokenizerBase]] = {}
 _fingerprints: dict[int, tuple[Any, Any, ModelFingerprint]] = {}
 
 
@@ -123,7 +124,7 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     # A GGUF-loaded model carries a quantizer that refuses save_pretrained; the weights are
     # already de-quantized to float32, so drop it and save plain safetensors.
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]  # typed by nn.Module.__getattr__
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.config.name_or_path = DEFAULT_MODEL_NAME
@@ -149,7 +150,9 @@ def _resolve(model: str | Path | None) -> Path | str:
             )
         return path
     if not str(model).strip():
-        raise InvalidInputError("model must be a local model folder, a hub id cached locally, or None")
+        raise InvalidInputError(
+            "model must be a local model folder, a hub id cached locally, or None"
+        )
     return str(model)
 
 
@@ -187,11 +190,22 @@ def load_model(
                 f"Could not load model {key!r} from local files ({exc}). memcube never downloads "
                 "models: pass a local folder, or None for the bundled SmolLM2-135M-Instruct."
             ) from exc
-        lm.eval()
+        lm.eval()  # type: ignore[no-untyped-call]  # transformers leaves eval() unannotated
         if isinstance(resolved, Path) and resolved.parent == model_cache_dir():
             lm.config.name_or_path = resolved.name
         _loaded[key] = (lm, tokenizer)
         return lm, tokenizer
+
+
+def loaded_tokenizer(model: Any) -> PreTrainedTokenizerBase | None:
+    """The tokenizer :func:`load_model` loaded together with ``model`` (the same object), or
+    ``None`` when ``model`` was not loaded by it."""
+    with _lock:
+        pairs = list(_loaded.values())
+    for lm, tok in pairs:
+        if lm is model:
+            return tok
+    return None
 
 
 class ModelFingerprint(BaseModel):
@@ -220,8 +234,13 @@ class ModelFingerprint(BaseModel):
     def digest(self) -> str:
         """SHA-256 over config, dtype, tokenizer, chat template and a weights sample."""
         payload = "\n".join(
-            [self.config_hash, self.dtype, self.tokenizer_hash, self.chat_template_hash,
-             self.weights_hash]
+            [
+                self.config_hash,
+                self.dtype,
+                self.tokenizer_hash,
+                self.chat_template_hash,
+                self.weights_hash,
+            ]
         )
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 

@@ -192,8 +192,9 @@ def stream_chat(
                 yield ChatDelta(chunk.text)
             continue
         result = chunk.result
-        out = ChatOutput(text=result.text, result=result, memory_item_ids=item_ids,
-                         working_item_ids=working_ids)
+        out = ChatOutput(
+            text=result.text, result=result, memory_item_ids=item_ids, working_item_ids=working_ids
+        )
         if rendered_tools and response_schema is None:
             parsed = parse_tool_calls(result.text, rendered_tools)
             out.text = parsed.content
@@ -207,7 +208,8 @@ def chat(runtime: Runtime, messages: Sequence[ChatMessage], **kwargs: Any) -> Ch
     for delta in stream_chat(runtime, messages, **kwargs):
         if delta.output is not None:
             final = delta.output
-    assert final is not None
+    if final is None:  # stream_chat() always ends with an output; never reached
+        raise RuntimeError("the chat call ended without an output")
     return final
 
 

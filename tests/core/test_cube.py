@@ -243,14 +243,14 @@ def test_usage_counts_are_recorded(cube: MemCube) -> None:
 
 
 def test_usage_write_back_waits_for_its_interval(cube: MemCube, monkeypatch: pytest.MonkeyPatch) -> None:
-    import memcube.cube as cube_module
+    import memcube.services.usage as cube_module
 
     item = cube.add("the throttled usage memory", user_id="u")
     monkeypatch.setattr(cube_module, "USAGE_FLUSH_EVERY", 2)
-    cube._usage_flushed_at = cube_module.time.monotonic()  # just written back
+    cube.usage.flushed_at = cube_module.time.monotonic()  # just written back
     for _ in range(3):
         cube.search("throttled usage", user_id="u", k=1)
-    assert not cube._usage_flushing and cube.get(item.id).access_count == 0  # still buffered
+    assert not cube.usage.flushing and cube.get(item.id).access_count == 0  # still buffered
     monkeypatch.setattr(cube_module, "USAGE_FLUSH_SECONDS", 0.0)
     cube.search("throttled usage", user_id="u", k=1)  # due now: written back in the background
     deadline = cube_module.time.monotonic() + 10

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from memcube import MemCube, RetrievalConfig
-from memcube.cube import RECORD_LAYOUT_ID
+from memcube.plaintext.repository import RECORD_LAYOUT_ID
 from memcube.plaintext.backend import ITEMS_SYNC_THRESHOLD, SIDE_SYNC_THRESHOLD
 from memcube.plaintext.records import (
     LOOKUP_HASH,
@@ -110,7 +110,7 @@ def test_records_of_the_earlier_layout_are_upgraded_on_open(open_cube, tmp_path)
         cube.backend.items, [fact.id],
         [{**old, **{k: None for k in (LOOKUP_SCOPE, LOOKUP_HASH)}}],
     )  # fmt: skip
-    cube.backend.delete(cube.retriever._state_collection, ids=[RECORD_LAYOUT_ID])
+    cube.backend.delete(cube.retriever.state_collection, ids=[RECORD_LAYOUT_ID])
     assert set(_stored(cube, fact.id)) == set(old)
     cube.close()
 

@@ -225,7 +225,7 @@ def test_markers_are_written_only_for_users_another_cube_reads(backend: str | No
         pytest.skip("an embedded cube admits one writer (file lock); shared stores use a server")
     writer = MemCube.open(tmp_path / "cube", chroma_url=backend, publish_interval=0)
     reader = MemCube.open(tmp_path / "cube", chroma_url=backend, publish_interval=0)
-    state = writer.retriever._state_collection
+    state = writer.retriever.state_collection
 
     def markers(user: str) -> list[dict]:
         return state.get(where={"marker_user": user}, include=["metadatas"])["metadatas"]

@@ -36,7 +36,7 @@ def assert_no_half_written_items(cube: MemCube, acked: list[list[str]]) -> None:
         assert item.id == item_id
         assert doc == item.content
         # Every stored key is there, with the value the JSON implies.
-        assert md == item_to_metadata(item, merge_types=cube.lifecycle_config._types)
+        assert md == item_to_metadata(item, merge_types=cube.lifecycle_config.types)
         assert len(emb) == cube.manifest.embedding_dimension
         assert all(math.isfinite(float(x)) for x in emb)
     extra = stored - acked_ids

@@ -1,0 +1,91 @@
+"""The async twins of :class:`memcube.MemCube`'s methods: each runs its sync method in a worker
+thread (``asyncio.to_thread``), so an event loop is never blocked by Chroma or the embedder."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from memcube.items import MemoryItem, SearchHit
+
+
+class _Sync(Protocol):
+    """The sync methods the twins run (the facade's; this mixin's self type)."""
+
+    def export(self, path: str | Path, **kwargs: Any) -> Any: ...
+    def add(self, content: str, **kwargs: Any) -> MemoryItem: ...
+    def add_many(
+        self, items: Iterable[MemoryItem | dict[str, Any]], **kwargs: Any
+    ) -> list[MemoryItem]: ...
+    def get(self, id: str, **kwargs: Any) -> MemoryItem: ...
+    def update(self, id: str, **kwargs: Any) -> MemoryItem: ...
+    def delete(self, id: str, **kwargs: Any) -> None: ...
+    def set_expiry(self, ids: Sequence[str], **kwargs: Any) -> list[MemoryItem]: ...
+    def history(self, id: str, **kwargs: Any) -> list[MemoryItem]: ...
+    def search(self, query: str, **kwargs: Any) -> list[SearchHit]: ...
+    def add_messages(self, messages: Iterable[Any], **kwargs: Any) -> list[MemoryItem]: ...
+    def working_memory(self, query: str, **kwargs: Any) -> list[MemoryItem]: ...
+    def activation_set(self, user_id: str, **kwargs: Any) -> list[MemoryItem]: ...
+    def count(self, **kwargs: Any) -> int: ...
+
+
+class AsyncTwins:
+    """``a``-prefixed twins of the facade's methods, mixed into :class:`memcube.MemCube`."""
+
+    async def aexport(self: _Sync, path: str | Path, **kwargs: Any) -> Any:
+        """Async :meth:`export`."""
+        return await asyncio.to_thread(self.export, path, **kwargs)
+
+    async def aadd(self: _Sync, content: str, **kwargs: Any) -> MemoryItem:
+        """Async :meth:`add`."""
+        return await asyncio.to_thread(self.add, content, **kwargs)
+
+    async def aadd_many(
+        self: _Sync, items: Iterable[MemoryItem | dict[str, Any]], **kwargs: Any
+    ) -> list[MemoryItem]:
+        """Async :meth:`add_many`."""
+        return await asyncio.to_thread(self.add_many, list(items), **kwargs)
+
+    async def aget(self: _Sync, id: str, **kwargs: Any) -> MemoryItem:
+        """Async :meth:`get`."""
+        return await asyncio.to_thread(self.get, id, **kwargs)
+
+    async def aupdate(self: _Sync, id: str, **kwargs: Any) -> MemoryItem:
+        """Async :meth:`update`."""
+        return await asyncio.to_thread(self.update, id, **kwargs)
+
+    async def adelete(self: _Sync, id: str, **kwargs: Any) -> None:
+        """Async :meth:`delete`."""
+        await asyncio.to_thread(self.delete, id, **kwargs)
+
+    async def aset_expiry(self: _Sync, ids: Sequence[str], **kwargs: Any) -> list[MemoryItem]:
+        """Async :meth:`set_expiry`."""
+        return await asyncio.to_thread(self.set_expiry, list(ids), **kwargs)
+
+    async def ahistory(self: _Sync, id: str, **kwargs: Any) -> list[MemoryItem]:
+        """Async :meth:`history`."""
+        return await asyncio.to_thread(self.history, id, **kwargs)
+
+    async def asearch(self: _Sync, query: str, **kwargs: Any) -> list[SearchHit]:
+        """Async :meth:`search`."""
+        return await asyncio.to_thread(self.search, query, **kwargs)
+
+    async def aadd_messages(
+        self: _Sync, messages: Iterable[Any], **kwargs: Any
+    ) -> list[MemoryItem]:
+        """Async :meth:`add_messages`."""
+        return await asyncio.to_thread(self.add_messages, list(messages), **kwargs)
+
+    async def aworking_memory(self: _Sync, query: str, **kwargs: Any) -> list[MemoryItem]:
+        """Async :meth:`working_memory`."""
+        return await asyncio.to_thread(self.working_memory, query, **kwargs)
+
+    async def aactivation_set(self: _Sync, user_id: str, **kwargs: Any) -> list[MemoryItem]:
+        """Async :meth:`activation_set`."""
+        return await asyncio.to_thread(self.activation_set, user_id, **kwargs)
+
+    async def acount(self: _Sync, **kwargs: Any) -> int:
+        """Async :meth:`count`."""
+        return await asyncio.to_thread(self.count, **kwargs)

@@ -1,0 +1,113 @@
+"""Opening a cube's folder: the lock that keeps one process per embedded cube, and the manifest
+that names the cube, its collections and its embedder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from memcube.config import MANIFEST_NAME, CubeManifest
+from memcube.errors import CubeLockedError, EmbedderMismatchError, InvalidInputError
+from memcube.plaintext.embedder import DEFAULT_MODEL_ID, Embedder, default_embedder
+
+LOCK_NAME = ".memcube.lock"
+
+
+@dataclass
+class FolderLocks:
+    """The locks taken on a cube folder: ``held`` for as long as the cube is open (embedded
+    mode), ``creating`` only until the manifest exists (server mode, new folder)."""
+
+    held: FileLock | None
+    creating: FileLock | None
+
+    def created(self) -> None:
+        """The manifest exists: other processes may open the folder now."""
+        if self.creating is not None:
+            self.creating.release()
+            self.creating = None
+
+    def release(self) -> None:
+        self.created()
+        if self.held is not None:
+            self.held.release()
+            self.held = None
+
+
+def cube_folder(path: str | Path) -> Path:
+    """The absolute folder of a cube, created if missing."""
+    folder = Path(path).expanduser().resolve()
+    if folder.exists() and not folder.is_dir():
+        raise InvalidInputError(f"{folder} is a file; a cube is a folder (give a folder path).")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def lock_folder(folder: Path, *, server: bool, lock_timeout: float) -> FolderLocks:
+    """Take the locks a cube in ``folder`` needs (see :class:`FolderLocks`)."""
+    lock = FileLock(str(folder / LOCK_NAME), is_singleton=False)
+    if not server:
+        # Two processes writing one embedded Chroma would corrupt it; refuse the second.
+        try:
+            lock.acquire(timeout=lock_timeout)
+        except Timeout:
+            raise CubeLockedError(
+                f"{folder} is open in another process (or another MemCube object). "
+                "Close it there, share one MemCube object, or run a Chroma server and open "
+                "the cube with chroma_url=... from every process."
+            ) from None
+        return FolderLocks(held=lock, creating=None)
+    if (folder / MANIFEST_NAME).exists():
+        return FolderLocks(None, None)  # existing cube: no lock (the folder may be read-only)
+    # Many processes may open a new folder at once. The manifest names the server collections,
+    # so it is created under a short lock: all of them agree on it.
+    try:
+        lock.acquire(timeout=max(lock_timeout, 30.0))
+    except Timeout:
+        raise CubeLockedError(
+            f"{folder} is held by an embedded MemCube in another process; open it "
+            "with chroma_url=... everywhere, or close the embedded one."
+        ) from None
+    return FolderLocks(held=None, creating=lock)
+
+
+def load_manifest(
+    folder: Path, *, embedder: Embedder | None, owner: str | None
+) -> tuple[CubeManifest, Embedder]:
+    """The cube's manifest (written for a new cube) and the embedder it is searched with.
+
+    Raises:
+        EmbedderMismatchError: ``embedder`` differs from the one the cube was built with.
+    """
+    manifest = CubeManifest.read(folder)
+    if manifest is None:
+        emb = embedder or default_embedder()
+        manifest = CubeManifest(
+            owner=owner, embedder_id=emb.model_id, embedding_dimension=emb.dimension
+        )
+        manifest.collection_prefix = f"mc_{manifest.cube_id}"
+        manifest.write(folder)
+        return manifest, emb
+    if embedder is None:
+        if manifest.embedder_id != DEFAULT_MODEL_ID:
+            raise EmbedderMismatchError(
+                f"this cube was built with embedder {manifest.embedder_id!r}; "
+                "pass embedder=... with that model to open it."
+            )
+        embedder = default_embedder()
+    if (
+        embedder.model_id != manifest.embedder_id
+        or embedder.dimension != manifest.embedding_dimension
+    ):
+        raise EmbedderMismatchError(
+            f"this cube was built with {manifest.embedder_id!r} "
+            f"({manifest.embedding_dimension}-d) but was opened with {embedder.model_id!r} "
+            f"({embedder.dimension}-d). Open it with the original embedder, or export it "
+            "and import it into a new cube to re-embed."
+        )
+    return manifest, embedder
+
+
+__all__ = ["LOCK_NAME", "FolderLocks", "cube_folder", "load_manifest", "lock_folder"]
