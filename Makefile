@@ -35,7 +35,7 @@ lint: setup
 	$(BIN)/ruff check $(SOURCES)
 	$(BIN)/ruff format --check $(SOURCES)
 	$(BIN)/mypy --strict memcube
-	$(BIN)/mypy langchain_memos llama_index_memos
+	$(BIN)/mypy --follow-imports=silent langchain_memos llama_index_memos
 
 clean:
 	rm -rf $(VENV)

@@ -27,14 +27,43 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
-SUBJECTS = ["Alice", "Bob", "my sister", "our team", "the landlord", "Dr. Rivera", "my dog", "Grandpa"]
+SUBJECTS = [
+    "Alice",
+    "Bob",
+    "my sister",
+    "our team",
+    "the landlord",
+    "Dr. Rivera",
+    "my dog",
+    "Grandpa",
+]
 VERBS = ["visited", "talked about", "bought", "fixed", "planned", "forgot", "painted", "booked"]
 OBJECTS = [
-    "the red bicycle", "a trip to Kyoto", "the kitchen sink", "a birthday party", "tickets to Lisbon",
-    "the quarterly report", "a new laptop", "the garden fence", "a vegan cookbook", "piano lessons",
-    "the wedding venue", "a hiking trail in Peru", "an old camera", "the heating bill", "a sailing course",
+    "the red bicycle",
+    "a trip to Kyoto",
+    "the kitchen sink",
+    "a birthday party",
+    "tickets to Lisbon",
+    "the quarterly report",
+    "a new laptop",
+    "the garden fence",
+    "a vegan cookbook",
+    "piano lessons",
+    "the wedding venue",
+    "a hiking trail in Peru",
+    "an old camera",
+    "the heating bill",
+    "a sailing course",
 ]
-WHEN = ["yesterday", "last week", "in March", "on Sunday", "two years ago", "this morning", "in 2019"]
+WHEN = [
+    "yesterday",
+    "last week",
+    "in March",
+    "on Sunday",
+    "two years ago",
+    "this morning",
+    "in 2019",
+]
 
 
 def make_texts(n: int, seed: int = 7) -> list[str]:
@@ -51,11 +80,15 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[idx]
 
 
-def bench_raw(texts: list[str], queries: list[str], embedder: Any, batch: int, path: Path) -> dict[str, Any]:
+def bench_raw(
+    texts: list[str], queries: list[str], embedder: Any, batch: int, path: Path
+) -> dict[str, Any]:
     import chromadb
     from chromadb.config import Settings
 
-    client = chromadb.PersistentClient(path=str(path), settings=Settings(anonymized_telemetry=False))
+    client = chromadb.PersistentClient(
+        path=str(path), settings=Settings(anonymized_telemetry=False)
+    )
     col = client.get_or_create_collection(
         "raw_bench", configuration={"hnsw": {"space": "cosine"}}, embedding_function=None
     )
@@ -81,26 +114,40 @@ def bench_raw(texts: list[str], queries: list[str], embedder: Any, batch: int, p
         )
         lat.append(time.perf_counter() - t)
     client.close()
-    return {"ingest_s": ingest, "items_per_s": len(texts) / ingest, "search_ms": [x * 1000 for x in lat]}
+    return {
+        "ingest_s": ingest,
+        "items_per_s": len(texts) / ingest,
+        "search_ms": [x * 1000 for x in lat],
+    }
 
 
-def bench_cube(texts: list[str], queries: list[str], embedder: Any, batch: int, path: Path) -> dict[str, Any]:
+def bench_cube(
+    texts: list[str], queries: list[str], embedder: Any, batch: int, path: Path
+) -> dict[str, Any]:
     from memcube import MemCube
 
     with MemCube.open(path, embedder=embedder) as cube:
         t0 = time.perf_counter()
-        cube.add_many(({"content": t} for t in texts), user_id="bench", batch_size=batch, progress=True)
+        cube.add_many(
+            ({"content": t} for t in texts), user_id="bench", batch_size=batch, progress=True
+        )
         ingest = time.perf_counter() - t0
         lat = []
         for q in queries:
             t = time.perf_counter()
             cube.search(q, user_id="bench", k=10)
             lat.append(time.perf_counter() - t)
-    return {"ingest_s": ingest, "items_per_s": len(texts) / ingest, "search_ms": [x * 1000 for x in lat]}
+    return {
+        "ingest_s": ingest,
+        "items_per_s": len(texts) / ingest,
+        "search_ms": [x * 1000 for x in lat],
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--items", type=int, default=10_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--batch", type=int, default=256)
@@ -113,7 +160,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     embedder.embed_query("warm up")  # load the model outside the timed regions
     texts = make_texts(args.items)
     rng = random.Random(11)
-    queries = [f"when did {rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(OBJECTS)}?" for _ in range(args.queries)]
+    queries = [
+        f"when did {rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(OBJECTS)}?"
+        for _ in range(args.queries)
+    ]
 
     with tempfile.TemporaryDirectory() as tmp:
         raw = bench_raw(texts, queries, embedder, args.batch, Path(tmp) / "raw")
@@ -128,7 +178,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         }
 
     result = {
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
         "items": args.items,
         "queries": args.queries,
         "batch": args.batch,
@@ -143,9 +197,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     print(f"\n{'system':<12}{'ingest s':>10}{'items/s':>10}{'p50 ms':>10}{'p95 ms':>10}")
     for name, s in result["systems"].items():
-        print(f"{name:<12}{s['ingest_s']:>10}{s['items_per_s']:>10}{s['search_p50_ms']:>10}{s['search_p95_ms']:>10}")
+        print(
+            f"{name:<12}{s['ingest_s']:>10}{s['items_per_s']:>10}{s['search_p50_ms']:>10}{s['search_p95_ms']:>10}"
+        )
     o = result["overhead"]
-    print(f"overhead (memcube / raw): ingest {o['ingest']}x, search p50 {o['search_p50']}x, p95 {o['search_p95']}x (target <= 1.3x)")
+    print(
+        f"overhead (memcube / raw): ingest {o['ingest']}x, search p50 {o['search_p50']}x, p95 {o['search_p95']}x (target <= 1.3x)"
+    )
     if args.json_out:
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json_out).write_text(json.dumps(result, indent=2))

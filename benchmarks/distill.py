@@ -85,8 +85,9 @@ def answer_scores(model: Any, tokenizer: Any, question: str, answer: str) -> tup
     return float(token_lp.mean()), logp[positions]
 
 
-def evaluate(model: Any, tokenizer: Any, manager: Any, key: str, pairs: list[tuple[str, str]]
-             ) -> list[dict[str, Any]]:
+def evaluate(
+    model: Any, tokenizer: Any, manager: Any, key: str, pairs: list[tuple[str, str]]
+) -> list[dict[str, Any]]:
     import torch
 
     rows = []
@@ -96,9 +97,16 @@ def evaluate(model: Any, tokenizer: Any, manager: Any, key: str, pairs: list[tup
         with manager.using(key):
             tuned, tuned_dist = answer_scores(model, tokenizer, question, answer)
         kl = float(torch.sum(base_dist.exp() * (base_dist - tuned_dist), dim=-1).mean())
-        rows.append({"question": question, "answer": answer, "base_logp": round(base, 4),
-                     "adapter_logp": round(tuned, 4), "delta": round(tuned - base, 4),
-                     "kl_base_to_adapter": round(kl, 5)})
+        rows.append(
+            {
+                "question": question,
+                "answer": answer,
+                "base_logp": round(base, 4),
+                "adapter_logp": round(tuned, 4),
+                "delta": round(tuned - base, 4),
+                "kl_base_to_adapter": round(kl, 5),
+            }
+        )
     return rows
 
 
@@ -131,12 +139,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     model, tokenizer = load_model()
     with tempfile.TemporaryDirectory() as tmp, MemCube.open(tmp) as cube:
-        items = cube.add_many([{"content": f, "memory_type": "fact"} for f in FACTS],
-                              user_id="bench")
+        items = cube.add_many(
+            [{"content": f, "memory_type": "fact"} for f in FACTS], user_id="bench"
+        )
         start = time.perf_counter()
-        manifest = cube.parametric.distill("bench-facts", user_id="bench", items=items,
-                                           steps=args.steps, rank=args.rank,
-                                           preserve=args.preserve)
+        manifest = cube.parametric.distill(
+            "bench-facts",
+            user_id="bench",
+            items=items,
+            steps=args.steps,
+            rank=args.rank,
+            preserve=args.preserve,
+        )
         distill_s = time.perf_counter() - start
         key = cube.parametric.prepare("bench-facts", model=model, tokenizer=tokenizer)
         manager = AdapterManager.for_model(model, tokenizer)
@@ -154,21 +168,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "distilled_facts": summarise(facts),
         "unrelated": summarise(unrelated),
         # the gain on the facts beyond the shift the adapter also causes on unrelated answers
-        "fact_specific_gain": round(summarise(facts)["delta_mean"]
-                                    - summarise(unrelated)["delta_mean"], 4),
+        "fact_specific_gain": round(
+            summarise(facts)["delta_mean"] - summarise(unrelated)["delta_mean"], 4
+        ),
         "load_average": os.getloadavg()[0],
         "torch_threads": torch.get_num_threads(),
         "rows": {"distilled_facts": facts, "unrelated": unrelated},
     }
-    print(f"distilled {len(FACTS)} facts in {distill_s:.1f} s ({args.steps} steps, rank {args.rank})"
-          f", loss {result['first_loss']} -> {result['final_loss']}")
-    print(f"{'set':<18}{'n':>3}{'base logp':>11}{'adapter':>9}{'delta':>8}{'improved':>10}{'KL':>9}")
+    print(
+        f"distilled {len(FACTS)} facts in {distill_s:.1f} s ({args.steps} steps, rank {args.rank})"
+        f", loss {result['first_loss']} -> {result['final_loss']}"
+    )
+    print(
+        f"{'set':<18}{'n':>3}{'base logp':>11}{'adapter':>9}{'delta':>8}{'improved':>10}{'KL':>9}"
+    )
     for name in ("distilled_facts", "unrelated"):
         s = result[name]
-        print(f"{name:<18}{s['n']:>3}{s['base_logp_mean']:>11.3f}{s['adapter_logp_mean']:>9.3f}"
-              f"{s['delta_mean']:>8.3f}{s['improved_fraction']:>10.2f}{s['kl_mean']:>9.4f}")
-    print(f"fact-specific gain (facts delta - unrelated delta): {result['fact_specific_gain']:.3f}"
-          " nats/token")
+        print(
+            f"{name:<18}{s['n']:>3}{s['base_logp_mean']:>11.3f}{s['adapter_logp_mean']:>9.3f}"
+            f"{s['delta_mean']:>8.3f}{s['improved_fraction']:>10.2f}{s['kl_mean']:>9.4f}"
+        )
+    print(
+        f"fact-specific gain (facts delta - unrelated delta): {result['fact_specific_gain']:.3f}"
+        " nats/token"
+    )
     if args.json_out:
         with open(args.json_out, "w", encoding="utf-8") as fh:
             json.dump(result, fh, indent=2, ensure_ascii=False)

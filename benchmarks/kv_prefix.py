@@ -36,8 +36,24 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 PEOPLE = ["Alice", "Bob", "Chen", "Dana", "Emeka", "Farah", "Goran", "Hana", "Ivo", "Jun"]
-THINGS = ["tea", "chess", "jazz", "sailing", "pottery", "hiking", "sushi", "poetry", "cycling",
-          "astronomy", "gardening", "baking", "opera", "climbing", "tango", "origami"]
+THINGS = [
+    "tea",
+    "chess",
+    "jazz",
+    "sailing",
+    "pottery",
+    "hiking",
+    "sushi",
+    "poetry",
+    "cycling",
+    "astronomy",
+    "gardening",
+    "baking",
+    "opera",
+    "climbing",
+    "tango",
+    "origami",
+]
 QUESTION = "Which hobbies do my friends share with me?"
 USER = "bench-user"
 
@@ -65,8 +81,10 @@ def _fill(cube: Any, runtime: Any, target_tokens: int) -> int:
         batch.append({"content": fact, "user_id": USER, "memory_type": "fact"})
         n += 1
     cube.add_many(batch)
-    prompt = runtime.prompt([_user()], activation_segments=block_segments(
-        cube.activation_set(USER, token_budget=100_000)))
+    prompt = runtime.prompt(
+        [_user()],
+        activation_segments=block_segments(cube.activation_set(USER, token_budget=100_000)),
+    )
     return len(prompt.prefix_ids)
 
 
@@ -101,8 +119,13 @@ def _measure(size: int, repeats: int, max_tokens: int) -> dict[str, Any]:
     runtime = Runtime.shared()
     with tempfile.TemporaryDirectory() as tmp, MemCube.open(Path(tmp) / "cube") as cube:
         prefix_tokens = _fill(cube, runtime, size)
-        common = {"cube": cube, "user_id": USER, "max_tokens": max_tokens,
-                  "activation_budget": 100_000, "memory_budget": 64}
+        common = {
+            "cube": cube,
+            "user_id": USER,
+            "max_tokens": max_tokens,
+            "activation_budget": 100_000,
+            "memory_budget": 64,
+        }
         text_llm = ChatMemOS(kv_memory=False, **common)
         kv_llm = ChatMemOS(kv_memory=True, **common)
         kv_llm.invoke(QUESTION)  # build + store the cache once (not timed)
@@ -118,16 +141,19 @@ def _measure(size: int, repeats: int, max_tokens: int) -> dict[str, Any]:
             e2e_kv.append(e)
         store = activation_memory(cube, runtime).store
         entry = next(iter(store._memory.values()))
-        prompt = runtime.prompt([_user()], activation_segments=block_segments(
-            cube.activation_set(USER, token_budget=100_000)))
+        prompt = runtime.prompt(
+            [_user()],
+            activation_segments=block_segments(cube.activation_set(USER, token_budget=100_000)),
+        )
         suffix = torch.tensor([prompt.suffix_ids])
         forward = []
         for _ in range(repeats):
             cache = copy.deepcopy(entry.cache)
             with torch.no_grad():
                 start = time.perf_counter()
-                runtime.model(input_ids=suffix, past_key_values=cache, use_cache=True,
-                              logits_to_keep=1)
+                runtime.model(
+                    input_ids=suffix, past_key_values=cache, use_cache=True, logits_to_keep=1
+                )
                 forward.append(time.perf_counter() - start)
         from safetensors.torch import save as save_safetensors
 
@@ -172,23 +198,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     report = {
         "benchmark": "kv_prefix",
         "model": "SmolLM2-135M-Instruct (float32)",
-        "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "python": platform.python_version(),
-                    "loadavg_before": [round(x, 2) for x in load_before],
-                    "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(),
+            "loadavg_before": [round(x, 2) for x in load_before],
+            "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+        },
         "repeats": args.repeats,
         "rows": rows,
     }
-    header = (f"{'prefix':>7} {'text TTFT':>10} {'KV TTFT':>9} {'suffix fwd':>10} {'speedup':>8} "
-              f"{'KV/fwd':>7} {'same':>5} {'cache MB':>9} {'save':>7} {'load':>7}")
+    header = (
+        f"{'prefix':>7} {'text TTFT':>10} {'KV TTFT':>9} {'suffix fwd':>10} {'speedup':>8} "
+        f"{'KV/fwd':>7} {'same':>5} {'cache MB':>9} {'save':>7} {'load':>7}"
+    )
     print(header)
     for r in rows:
-        print(f"{r['prefix_tokens']:>7} {r['ttft_text_s']:>9.3f}s {r['ttft_kv_s']:>8.3f}s "
-              f"{r['suffix_forward_s']:>9.3f}s {r['speedup']:>7.1f}x "
-              f"{r['kv_over_suffix_forward']:>6.2f}x {str(r['identical']):>5} "
-              f"{r['cache_bytes'] / 1e6:>9.1f} {r['save_s']:>6.3f}s {r['load_s']:>6.3f}s")
-    print(f"load average before/after: {report['machine']['loadavg_before']} / "
-          f"{report['machine']['loadavg_after']}")
+        print(
+            f"{r['prefix_tokens']:>7} {r['ttft_text_s']:>9.3f}s {r['ttft_kv_s']:>8.3f}s "
+            f"{r['suffix_forward_s']:>9.3f}s {r['speedup']:>7.1f}x "
+            f"{r['kv_over_suffix_forward']:>6.2f}x {str(r['identical']):>5} "
+            f"{r['cache_bytes'] / 1e6:>9.1f} {r['save_s']:>6.3f}s {r['load_s']:>6.3f}s"
+        )
+    print(
+        f"load average before/after: {report['machine']['loadavg_before']} / "
+        f"{report['machine']['loadavg_after']}"
+    )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2))

@@ -437,8 +437,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--cache-dir", type=Path,
                     default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
                     / "memos-integrations" / "load")  # fmt: skip
-    ap.add_argument("--embed", choices=["both", "live", "lookup"], default="both",
-                    help="mixed traffic with the live embedder, the lookup one, or both")
+    ap.add_argument(
+        "--embed",
+        choices=["both", "live", "lookup"],
+        default="both",
+        help="mixed traffic with the live embedder, the lookup one, or both",
+    )
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
 
@@ -457,8 +461,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     result: dict[str, Any] = {
         "benchmark": "load",
-        "machine": {"python": sys.version.split()[0], "platform": platform.platform(),
-                    "cpus": os.cpu_count(), "loadavg_before": os.getloadavg()},  # fmt: skip
+        "machine": {
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "loadavg_before": os.getloadavg(),
+        },  # fmt: skip
         "params": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "mixed": [],
         "mixed_live": [],

@@ -43,8 +43,12 @@ def make_adapter(model: Any, folder: str, seed: int, rank: int) -> None:
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(seed)
-    cfg = LoraConfig(r=rank, lora_alpha=2 * rank, init_lora_weights=False,
-                     target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
+    cfg = LoraConfig(
+        r=rank,
+        lora_alpha=2 * rank,
+        init_lora_weights=False,
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+    )
     pm = get_peft_model(copy.deepcopy(model), cfg)
     with torch.no_grad():
         for name, p in pm.named_parameters():
@@ -108,12 +112,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             out_adapter = r.token_ids
 
         mixed_names = [ka, kb, None, ka]
-        single_runs = {k: manager.generate_batch(ids, [k] * len(ids), max_new_tokens=args.new_tokens)
-                       for k in (ka, kb, None)}
+        single_runs = {
+            k: manager.generate_batch(ids, [k] * len(ids), max_new_tokens=args.new_tokens)
+            for k in (ka, kb, None)
+        }
         mixed = manager.generate_batch(ids, mixed_names, max_new_tokens=args.new_tokens)
         expected = [single_runs[k][i] for i, k in enumerate(mixed_names)]
-        alone = [manager.generate_batch([p], [k], max_new_tokens=args.new_tokens)[0]
-                 for p, k in zip(ids, mixed_names)]
+        alone = [
+            manager.generate_batch([p], [k], max_new_tokens=args.new_tokens)[0]
+            for p, k in zip(ids, mixed_names)
+        ]
         t_single, t_mixed = [], []
         for _ in range(args.repeats):
             start = time.perf_counter()
@@ -147,10 +155,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "targets": {"switch_ms": 20, "load_s": 0.5, "mixed_batch_overhead": 0.35},
     }
     print(f"{'metric':<30}{'value':>12}  target")
-    for key, target in (("load_s", "<= 0.5"), ("switch_ms", "<= 20"),
-                        ("mixed_batch_overhead", "<= 0.35"), ("outputs_equal", "True"),
-                        ("outputs_equal_unbatched", ""), ("gen_base_s", ""),
-                        ("gen_adapter_s", ""), ("adapter_generation_overhead", "")):
+    for key, target in (
+        ("load_s", "<= 0.5"),
+        ("switch_ms", "<= 20"),
+        ("mixed_batch_overhead", "<= 0.35"),
+        ("outputs_equal", "True"),
+        ("outputs_equal_unbatched", ""),
+        ("gen_base_s", ""),
+        ("gen_adapter_s", ""),
+        ("adapter_generation_overhead", ""),
+    ):
         print(f"{key:<30}{result[key]!s:>12}  {target}")
     print(f"(load average {result['load_average']:.1f} on {os.cpu_count()} cores)")
     if args.json_out:

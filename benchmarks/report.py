@@ -28,43 +28,51 @@ def rows(folder: Path) -> list[tuple[str, str, str, str]]:
     out: list[tuple[str, str, str, str]] = []
     if core := _load(folder, "core"):
         o, s = core["overhead"], core["systems"]
-        out.append((
-            f"core overhead vs raw Chroma, {core['items']:,} items (`benchmarks.core`)",
-            f"ingest {o['ingest']}x; search p50 {o['search_p50']}x "
-            f"({s['memcube']['search_p50_ms']} vs {s['raw_chroma']['search_p50_ms']} ms), "
-            f"p95 {o['search_p95']}x ({s['memcube']['search_p95_ms']} vs "
-            f"{s['raw_chroma']['search_p95_ms']} ms)",
-            "<= 1.3x",
-            "core.json",
-        ))
+        out.append(
+            (
+                f"core overhead vs raw Chroma, {core['items']:,} items (`benchmarks.core`)",
+                f"ingest {o['ingest']}x; search p50 {o['search_p50']}x "
+                f"({s['memcube']['search_p50_ms']} vs {s['raw_chroma']['search_p50_ms']} ms), "
+                f"p95 {o['search_p95']}x ({s['memcube']['search_p95_ms']} vs "
+                f"{s['raw_chroma']['search_p95_ms']} ms)",
+                "<= 1.3x",
+                "core.json",
+            )
+        )
     if loc := _load(folder, "locomo_dev"):
         sy = loc["systems"]
         lat = sy["memcube"].get("latency_ms", {})
-        out.append((
-            "LoCoMo evidence R@10, 5 dev conversations (`benchmarks.locomo`)",
-            f"memcube {sy['memcube']['overall']['R@10']}; dense {sy['dense']['overall']['R@10']}; "
-            f"BM25 {sy['bm25']['overall']['R@10']}; query p95 {lat.get('p95', '?')} ms",
-            ">= 75; p95 <= 50 ms",
-            "locomo_dev.json",
-        ))
+        out.append(
+            (
+                "LoCoMo evidence R@10, 5 dev conversations (`benchmarks.locomo`)",
+                f"memcube {sy['memcube']['overall']['R@10']}; dense {sy['dense']['overall']['R@10']}; "
+                f"BM25 {sy['bm25']['overall']['R@10']}; query p95 {lat.get('p95', '?')} ms",
+                ">= 75; p95 <= 50 ms",
+                "locomo_dev.json",
+            )
+        )
     kv = _load(folder, "kv_prefix")
     if kv:
         for r in kv["rows"]:
-            out.append((
-                f"KV prefix, {r['prefix_tokens']} tokens (`benchmarks.kv_prefix`)",
-                f"TTFT {r['ttft_text_s']} s -> {r['ttft_kv_s']} s ({r['speedup']}x); "
-                f"{r['kv_over_suffix_forward']}x suffix-only forward; identical: {r['identical']}",
-                ">= 20x at 2048; <= 1.3x",
-                f"kv_prefix.json (load {kv['machine'].get('loadavg_before', ['?'])[0]})",
-            ))
+            out.append(
+                (
+                    f"KV prefix, {r['prefix_tokens']} tokens (`benchmarks.kv_prefix`)",
+                    f"TTFT {r['ttft_text_s']} s -> {r['ttft_kv_s']} s ({r['speedup']}x); "
+                    f"{r['kv_over_suffix_forward']}x suffix-only forward; identical: {r['identical']}",
+                    ">= 20x at 2048; <= 1.3x",
+                    f"kv_prefix.json (load {kv['machine'].get('loadavg_before', ['?'])[0]})",
+                )
+            )
     if lora := _load(folder, "lora_swap"):
-        out.append((
-            "LoRA swap (`benchmarks.lora_swap`)",
-            f"switch {lora['switch_ms']} ms; load {lora['load_s']} s; mixed batch "
-            f"+{round(100 * lora['mixed_batch_overhead'])}%; outputs equal: {lora['outputs_equal']}",
-            "<= 20 ms; <= 0.5 s; <= 35%",
-            "lora_swap.json",
-        ))
+        out.append(
+            (
+                "LoRA swap (`benchmarks.lora_swap`)",
+                f"switch {lora['switch_ms']} ms; load {lora['load_s']} s; mixed batch "
+                f"+{round(100 * lora['mixed_batch_overhead'])}%; outputs equal: {lora['outputs_equal']}",
+                "<= 20 ms; <= 0.5 s; <= 35%",
+                "lora_swap.json",
+            )
+        )
     if load := _load(folder, "load"):
         over = load.get("overhead_cube_hybrid", {})
 
@@ -80,21 +88,25 @@ def rows(folder: Path) -> list[tuple[str, str, str, str]]:
             if scale
             else ""
         )
-        out.append((
-            "server mode, mixed add/search, default cube vs raw Chroma (`benchmarks.load`)",
-            f"live MiniLM: {fmt(over.get('live', []))}; lookup (storage only): "
-            f"{fmt(over.get('lookup', []))}{at_scale}",
-            "<= 1.3x",
-            f"load.json (load {load['machine'].get('loadavg_before', ['?'])[0]:.2f})",
-        ))
+        out.append(
+            (
+                "server mode, mixed add/search, default cube vs raw Chroma (`benchmarks.load`)",
+                f"live MiniLM: {fmt(over.get('live', []))}; lookup (storage only): "
+                f"{fmt(over.get('lookup', []))}{at_scale}",
+                "<= 1.3x",
+                f"load.json (load {load['machine'].get('loadavg_before', ['?'])[0]:.2f})",
+            )
+        )
         if tuned := load.get("overhead_cube_hybrid_vs_raw_tuned"):
-            out.append((
-                "the same, vs raw Chroma given the cube's index sync setting",
-                f"live MiniLM: {fmt(tuned.get('live', []))}; lookup (storage only): "
-                f"{fmt(tuned.get('lookup', []))}",
-                "(context)",
-                "load.json",
-            ))
+            out.append(
+                (
+                    "the same, vs raw Chroma given the cube's index sync setting",
+                    f"live MiniLM: {fmt(tuned.get('live', []))}; lookup (storage only): "
+                    f"{fmt(tuned.get('lookup', []))}",
+                    "(context)",
+                    "load.json",
+                )
+            )
     return out
 
 
@@ -112,7 +124,9 @@ def markdown(folder: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--update-readme", action="store_true")
     args = parser.parse_args(argv)
@@ -123,7 +137,9 @@ def main(argv: list[str] | None = None) -> None:
         text = readme.read_text()
         block = f"{START}\n{table}\n{END}"
         if START in text:
-            text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
+            text = re.sub(
+                re.escape(START) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S
+            )
         else:
             text += f"\n## Benchmarks\n\n{block}\n"
         readme.write_text(text)

@@ -29,16 +29,21 @@ HOBBIES = ["tea", "chess", "jazz", "sailing", "pottery", "hiking", "sushi", "poe
 def main(facts: int = 50) -> dict[str, float]:
     """Build a cube, ask with and without KV injection, print and return the timings."""
     with tempfile.TemporaryDirectory() as tmp, MemCube.open(Path(tmp) / "cube") as cube:
-        cube.add("The user's name is Sam and they live in Lisbon.", user_id="sam",
-                 memory_type="profile")
-        cube.add_many([
-            {"content": f"Sam's friend {FRIENDS[i % 8]} (#{i}) loves {HOBBIES[i % 9]}.",
-             "user_id": "sam", "memory_type": "fact"}
-            for i in range(facts)
-        ])
+        cube.add(
+            "The user's name is Sam and they live in Lisbon.", user_id="sam", memory_type="profile"
+        )
+        cube.add_many(
+            [
+                {
+                    "content": f"Sam's friend {FRIENDS[i % 8]} (#{i}) loves {HOBBIES[i % 9]}.",
+                    "user_id": "sam",
+                    "memory_type": "fact",
+                }
+                for i in range(facts)
+            ]
+        )
         question = "Where do I live?"
-        options = {"cube": cube, "user_id": "sam", "max_tokens": 16,
-                   "activation_budget": 4096}
+        options = {"cube": cube, "user_id": "sam", "max_tokens": 16, "activation_budget": 4096}
         text_llm = ChatMemOS(kv_memory=False, **options)
         kv_llm = ChatMemOS(kv_memory=True, **options)
         kv_llm.invoke(question)  # the first call builds and stores the cache
@@ -47,11 +52,15 @@ def main(facts: int = 50) -> dict[str, float]:
         t_text = as_text.response_metadata["time_to_first_token_s"]
         t_kv = injected.response_metadata["time_to_first_token_s"]
         cached = injected.usage_metadata["input_token_details"]["cache_read"]
-        print(f"prompt: {injected.usage_metadata['input_tokens']} tokens, "
-              f"{cached} of them served from activation memory")
+        print(
+            f"prompt: {injected.usage_metadata['input_tokens']} tokens, "
+            f"{cached} of them served from activation memory"
+        )
         print(f"time to first token, memories as text : {t_text * 1000:8.1f} ms")
         print(f"time to first token, KV cache injected: {t_kv * 1000:8.1f} ms")
-        print(f"gain: {t_text / t_kv:.1f}x faster; same answer: {as_text.content == injected.content}")
+        print(
+            f"gain: {t_text / t_kv:.1f}x faster; same answer: {as_text.content == injected.content}"
+        )
         print(f"answer: {injected.content!r}")
         stored = sorted(p.name for p in (cube.path / "activation").iterdir())
         print(f"stored in the cube: {stored}")

@@ -108,8 +108,10 @@ def main() -> int:
         recalled_after = "peanuts" in seen
         bob = ask(agent, "What am I allergic to?", "4", "bob", shown)
         isolated = "peanuts" not in bob
-        print(f"\nmemories in the cube: alice={cube.count(user_id='alice')}, "
-              f"bob={cube.count(user_id='bob')}")
+        print(
+            f"\nmemories in the cube: alice={cube.count(user_id='alice')}, "
+            f"bob={cube.count(user_id='bob')}"
+        )
 
     ok = recalled_before and recalled_after and isolated
     print(

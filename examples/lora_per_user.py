@@ -42,12 +42,15 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as folder, MemCube.open(folder) as cube:
         for user, facts in MEMORIES.items():
             cube.add_many([{"content": f, "memory_type": "fact"} for f in facts], user_id=user)
-            manifest = cube.parametric.distill(user, user_id=user, steps=args.steps,
-                                               set_default=True)
-            print(f"stored {manifest.ref}: rank {manifest.rank}, "
-                  f"{len(manifest.provenance.memory_ids)} memories, "
-                  f"loss {manifest.provenance.data['first_loss']} -> "
-                  f"{manifest.provenance.data['final_loss']}")
+            manifest = cube.parametric.distill(
+                user, user_id=user, steps=args.steps, set_default=True
+            )
+            print(
+                f"stored {manifest.ref}: rank {manifest.rank}, "
+                f"{len(manifest.provenance.memory_ids)} memories, "
+                f"loss {manifest.provenance.data['first_loss']} -> "
+                f"{manifest.provenance.data['final_loss']}"
+            )
         print("per-user defaults:", cube.parametric.user_adapters())
 
         question = "What do you remember about me?"

@@ -24,10 +24,11 @@ _ROLE_TO_MESSAGE = {"user": HumanMessage, "assistant": AIMessage, "system": Syst
 def _to_message(item: MemoryItem) -> BaseMessage:
     role = str(item.metadata.get("role", "user"))
     cls = _ROLE_TO_MESSAGE.get(role)
-    extra = {"id": item.provenance.message_ids[0]} if item.provenance.message_ids else {}
+    # The id of the message the turn came from, so a thread read back keeps its message ids.
+    message_id = item.provenance.message_ids[0] if item.provenance.message_ids else None
     if cls is None:
-        return ChatMessage(role=role, content=item.content, **extra)
-    return cls(content=item.content, **extra)
+        return ChatMessage(role=role, content=item.content, id=message_id)
+    return cls(content=item.content, id=message_id)
 
 
 class MemCubeChatMessageHistory(BaseChatMessageHistory):

@@ -18,66 +18,72 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from typing import Any, Literal
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from typing import Any, Literal, NamedTuple
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForLLMRun,
     CallbackManagerForLLMRun,
 )
 from langchain_core.language_models import LanguageModelInput
-from langchain_core.language_models.chat_models import BaseChatModel
+from langchain_core.language_models.chat_models import BaseChatModel, generate_from_stream
 from langchain_core.messages import (
     AIMessage,
     AIMessageChunk,
     BaseMessage,
+    InvalidToolCall,
     ToolMessage,
+    UsageMetadata,
 )
 from langchain_core.messages import (
     ChatMessage as LCChatMessage,
 )
+from langchain_core.messages import ToolCall as LCToolCall
 from langchain_core.messages.tool import invalid_tool_call, tool_call, tool_call_chunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from pydantic import ConfigDict, Field, PrivateAttr
+from pydantic import ConfigDict
 
 from memcube.errors import InvalidInputError
-from memcube.runtime import DEFAULT_MODEL_NAME, ChatMessage, GenerationOptions, Runtime, ToolSpec
-from memcube.runtime.session import (
-    ChatDelta,
-    ChatOutput,
-    MemoryOptions,
-    astream_chat,
-    stream_chat,
-)
+from memcube.runtime import ChatMessage, ToolCall, ToolSpec
+from memcube.runtime.session import ChatDelta, ChatOutput, astream_chat, stream_chat
+from memcube.runtime.settings import GenerationSettings, plan_call
 
 __all__ = ["ChatMemOS"]
 
-_ROLE = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool",
-         "function": "tool", "developer": "system"}
+_ROLE = {
+    "human": "user",
+    "ai": "assistant",
+    "system": "system",
+    "tool": "tool",
+    "function": "tool",
+    "developer": "system",
+}
 
 
 def _to_runtime_messages(messages: Sequence[BaseMessage]) -> list[ChatMessage]:
+    # Tool results name their tool only through the call id: remember which call was which.
     names_by_call: dict[str, str] = {}
     out: list[ChatMessage] = []
     for m in messages:
         role = m.role if isinstance(m, LCChatMessage) else m.type
         role = _ROLE.get(role, role)
         if role == "assistant" and isinstance(m, AIMessage):
-            from memcube.runtime import ToolCall
-
-            calls = [ToolCall(name=c["name"], arguments=dict(c.get("args") or {}),
-                              id=c.get("id") or "") for c in m.tool_calls]
+            calls = [
+                ToolCall(name=c["name"], arguments=dict(c.get("args") or {}), id=c.get("id") or "")
+                for c in m.tool_calls
+            ]
             for c in calls:
                 names_by_call[c.id] = c.name
             out.append(ChatMessage("assistant", m.text, tool_calls=calls))
         elif role == "tool":
             call_id = getattr(m, "tool_call_id", None)
             name = getattr(m, "name", None) or names_by_call.get(call_id or "")
-            content = m.text
+            content = str(m.text)
             if isinstance(m, ToolMessage) and m.status == "error":
                 content = f"Error: {content}"
             out.append(ChatMessage("tool", content, tool_call_id=call_id, name=name))
@@ -92,19 +98,80 @@ def _tool_specs(tools: Sequence[dict[str, Any]] | None) -> list[ToolSpec]:
     specs = []
     for t in tools or ():
         fn = t.get("function", t)
-        specs.append(ToolSpec(fn["name"], fn.get("description", "") or "",
-                              fn.get("parameters") or {"type": "object", "properties": {}}))
+        specs.append(
+            ToolSpec(
+                fn["name"],
+                fn.get("description", "") or "",
+                fn.get("parameters") or {"type": "object", "properties": {}},
+            )
+        )
     return specs
 
 
-class ChatMemOS(BaseChatModel):
+def _final_output(deltas: Iterable[ChatDelta]) -> ChatOutput:
+    """Run a chat call to its end and return its output."""
+    # Consumed to the end (not left at the output) so the runtime's generator finishes and
+    # releases the model before we return.
+    out: ChatOutput | None = None
+    for delta in deltas:
+        if delta.output is not None:
+            out = delta.output
+    if out is None:
+        raise RuntimeError("the memcube runtime ended a chat call without its final output")
+    return out
+
+
+class _Parts(NamedTuple):
+    """A runtime output in LangChain's terms."""
+
+    usage: UsageMetadata
+    meta: dict[str, Any]
+    calls: list[LCToolCall]
+    bad: list[InvalidToolCall]
+
+
+def _parts(out: ChatOutput) -> _Parts:
+    r = out.result
+    usage: UsageMetadata = {
+        "input_tokens": r.prompt_tokens,
+        "output_tokens": r.completion_tokens,
+        "total_tokens": r.total_tokens,
+        "input_token_details": {"cache_read": r.cached_tokens},
+    }
+    meta = {
+        "model_name": r.model_name,
+        "model_provider": "memos",
+        "finish_reason": r.finish_reason,
+        "time_to_first_token_s": r.first_token_s,
+        "memory_item_ids": out.memory_item_ids,
+        "working_memory_ids": out.working_item_ids,
+    }
+    calls = [tool_call(name=c.name, args=c.arguments, id=c.id) for c in out.tool_calls]
+    bad = [
+        invalid_tool_call(
+            name=b.get("name"), args=b.get("args"), id=b.get("id"), error=b.get("error")
+        )
+        for b in out.invalid_tool_calls
+    ]
+    return _Parts(usage, meta, calls, bad)
+
+
+class ChatMemOS(GenerationSettings, BaseChatModel):
     """A local chat model with MemOS memory: plaintext recall plus KV-cache activation memory.
 
+    The generation settings (``model`` ... ``adapter``) and their validation are
+    :class:`memcube.runtime.settings.GenerationSettings`, shared with LlamaIndex's ``MemOSLLM``:
+    an invalid value raises :class:`~memcube.runtime.settings.InvalidSettingError` (an
+    ``InvalidInputError``), at construction or when passed for one call.
+
     Args:
-        model: ``"SmolLM2-135M-Instruct"`` (the bundled default) or a local model folder.
+        model: ``"SmolLM2-135M-Instruct"`` (the bundled default) or a local model folder
+            (alias ``model_name``).
         temperature: 0 for greedy decoding.
-        max_tokens: most new tokens per call.
-        stop: stop sequences.
+        max_tokens: most new tokens per call (``None``: 256).
+        top_p: nucleus sampling mass, in (0, 1].
+        seed: seed for sampled output.
+        stop: stop sequences (alias ``stop_sequences``).
         timeout: seconds a generation may take before ``TimeoutError``.
         max_retries: accepted for compatibility (a local model does not need retries).
         streaming: stream by default when invoked.
@@ -128,23 +195,10 @@ class ChatMemOS(BaseChatModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True, populate_by_name=True)
 
-    model: str = Field(default=DEFAULT_MODEL_NAME, alias="model_name")
-    temperature: float = 0.0
-    max_tokens: int | None = 256
-    top_p: float = 1.0
-    seed: int | None = None
-    stop: list[str] | None = Field(default=None, alias="stop_sequences")
-    timeout: float | None = None
     max_retries: int = 0
+    """Accepted for compatibility with other chat models; a local model is never retried."""
     streaming: bool = False
-    cube: Any = None
-    user_id: str | None = None
-    kv_memory: bool = True
-    memory_budget: int = 512
-    activation_budget: int = 1024
-    adapter: str | None = None
-
-    _rt: Runtime | None = PrivateAttr(default=None)
+    """Stream by default: ``invoke`` then runs through :meth:`_stream` (callbacks get tokens)."""
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -153,12 +207,17 @@ class ChatMemOS(BaseChatModel):
 
     @property
     def model_name(self) -> str:
+        """The configured model (LangChain's other name for :attr:`model`)."""
         return self.model
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {"model": self.model, "temperature": self.temperature,
-                "max_tokens": self.max_tokens, "kv_memory": self.kv_memory}
+        return {
+            "model": self.model,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "kv_memory": self.kv_memory,
+        }
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
         params = super()._get_ls_params(stop=stop, **kwargs)
@@ -167,71 +226,18 @@ class ChatMemOS(BaseChatModel):
         params["ls_model_name"] = override if isinstance(override, str) else self.model
         return params
 
-    @property
-    def runtime(self) -> Runtime:
-        """The shared :class:`memcube.runtime.Runtime` of this model."""
-        if self._rt is None:
-            self._rt = Runtime.shared(None if self.model == DEFAULT_MODEL_NAME else self.model)
-        return self._rt
-
-    def _runtime_for(self, model: str | None) -> Runtime:
-        if model is None or model == self.model:
-            return self.runtime
-        return Runtime.shared(None if model == DEFAULT_MODEL_NAME else model)
-
     def _call_args(self, stop: list[str] | None, kwargs: dict[str, Any]) -> dict[str, Any]:
-        stops = list(self.stop or []) + list(stop or [])
-        max_tokens = kwargs.pop("max_tokens", None) or self.max_tokens or 256
-        options = GenerationOptions(
-            max_new_tokens=int(max_tokens),
-            temperature=float(kwargs.pop("temperature", self.temperature)),
-            top_p=float(kwargs.pop("top_p", self.top_p)),
-            seed=kwargs.pop("seed", self.seed),
-            stop=stops,
-            timeout=kwargs.pop("timeout", self.timeout),
-        )
-        memory = None
-        if self.cube is not None:
-            if not self.user_id:
-                raise InvalidInputError("ChatMemOS(cube=...) needs user_id: whose memories?")
-            memory = MemoryOptions(
-                cube=self.cube,
-                user_id=self.user_id,
-                kv_memory=self.kv_memory,
-                activation_budget=self.activation_budget,
-                working_budget=self.memory_budget,
-            )
-        response_format = kwargs.pop("response_format", None)
+        """The arguments of :func:`~memcube.runtime.session.stream_chat` for one call."""
+        plan = plan_call(self, {**kwargs, "stop": stop})
         return {
-            "runtime": self._runtime_for(kwargs.pop("model", None)),
-            "options": options,
-            "tools": _tool_specs(kwargs.pop("tools", None)),
-            "tool_choice": kwargs.pop("tool_choice", None),
-            "response_schema": response_format,
-            "memory": memory,
-            "adapter": kwargs.pop("adapter", self.adapter),
+            "runtime": self.runtime_for(plan.model),
+            "options": plan.options,
+            "tools": _tool_specs(kwargs.get("tools")),
+            "tool_choice": kwargs.get("tool_choice"),
+            "response_schema": kwargs.get("response_format"),
+            "memory": plan.memory,
+            "adapter": plan.adapter,
         }
-
-    def _message(self, out: ChatOutput) -> dict[str, Any]:
-        r = out.result
-        usage = {
-            "input_tokens": r.prompt_tokens,
-            "output_tokens": r.completion_tokens,
-            "total_tokens": r.total_tokens,
-            "input_token_details": {"cache_read": r.cached_tokens},
-        }
-        meta = {
-            "model_name": r.model_name,
-            "model_provider": "memos",
-            "finish_reason": r.finish_reason,
-            "time_to_first_token_s": r.first_token_s,
-            "memory_item_ids": out.memory_item_ids,
-            "working_memory_ids": out.working_item_ids,
-        }
-        calls = [tool_call(name=c.name, args=c.arguments, id=c.id) for c in out.tool_calls]
-        bad = [invalid_tool_call(name=b.get("name"), args=b.get("args"), id=b.get("id"),
-                                 error=b.get("error")) for b in out.invalid_tool_calls]
-        return {"usage": usage, "meta": meta, "calls": calls, "bad": bad}
 
     # ------------------------------------------------------------------ generation
     def _generate(
@@ -242,49 +248,39 @@ class ChatMemOS(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         if self.streaming:
-            chunks = list(self._stream(messages, stop=stop, run_manager=run_manager, **kwargs))
-            merged = chunks[0]
-            for c in chunks[1:]:
-                merged += c
-            msg = merged.message
-            return ChatResult(generations=[ChatGeneration(
-                message=AIMessage(content=msg.content, tool_calls=msg.tool_calls,
-                                  invalid_tool_calls=msg.invalid_tool_calls,
-                                  usage_metadata=msg.usage_metadata,
-                                  response_metadata=msg.response_metadata, id=msg.id))])
+            return generate_from_stream(
+                self._stream(messages, stop=stop, run_manager=run_manager, **kwargs)
+            )
         args = self._call_args(stop, kwargs)
-        out = None
-        for delta in stream_chat(messages=_to_runtime_messages(messages), **args):
-            if delta.output is not None:
-                out = delta.output
-        assert out is not None
-        parts = self._message(out)
+        out = _final_output(stream_chat(messages=_to_runtime_messages(messages), **args))
+        parts = _parts(out)
         message = AIMessage(
             content=out.text,
-            tool_calls=parts["calls"],
-            invalid_tool_calls=parts["bad"],
-            usage_metadata=parts["usage"],
-            response_metadata=parts["meta"],
+            tool_calls=parts.calls,
+            invalid_tool_calls=parts.bad,
+            usage_metadata=parts.usage,
+            response_metadata=parts.meta,
         )
         return ChatResult(generations=[ChatGeneration(message=message)])
 
-    def _chunk(self, delta: ChatDelta) -> ChatGenerationChunk:
+    @staticmethod
+    def _chunk(delta: ChatDelta) -> ChatGenerationChunk:
         if delta.output is None:
             return ChatGenerationChunk(message=AIMessageChunk(content=delta.text))
-        parts = self._message(delta.output)
+        parts = _parts(delta.output)
         chunks = [
             tool_call_chunk(name=c["name"], args=json.dumps(c["args"]), id=c["id"], index=i)
-            for i, c in enumerate(parts["calls"])
+            for i, c in enumerate(parts.calls)
         ]
         message = AIMessageChunk(
             content=delta.text,
             tool_call_chunks=chunks,
-            usage_metadata=parts["usage"],
-            response_metadata=parts["meta"],
+            usage_metadata=parts.usage,
+            response_metadata=parts.meta,
             chunk_position="last",
         )
-        if parts["bad"]:
-            message.invalid_tool_calls = parts["bad"]
+        if parts.bad:
+            message.invalid_tool_calls = parts.bad
         return ChatGenerationChunk(message=message)
 
     def _stream(
@@ -322,8 +318,7 @@ class ChatMemOS(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        import asyncio
-
+        # Decoding is CPU/GPU-bound: it runs in a worker thread so the event loop stays free.
         return await asyncio.to_thread(self._generate, messages, stop, None, **kwargs)
 
     # ------------------------------------------------------------------ tools & structure
@@ -382,12 +377,15 @@ class ChatMemOS(BaseChatModel):
         from langchain_core.utils.function_calling import convert_to_json_schema
         from pydantic import BaseModel
 
-        json_schema = convert_to_json_schema(schema) if method == "json_schema" else {
-            "type": "object"}
+        json_schema = (
+            convert_to_json_schema(schema) if method == "json_schema" else {"type": "object"}
+        )
         llm = self.bind(
             response_format=json_schema,
-            ls_structured_output_format={"kwargs": {"method": method},
-                                         "schema": convert_to_json_schema(schema)},
+            ls_structured_output_format={
+                "kwargs": {"method": method},
+                "schema": convert_to_json_schema(schema),
+            },
         )
         parser: Runnable[Any, Any]
         if isinstance(schema, type) and issubclass(schema, BaseModel):
@@ -396,6 +394,7 @@ class ChatMemOS(BaseChatModel):
             parser = JsonOutputParser()
         if not include_raw:
             return llm | parser
-        parsed = RunnablePassthrough.assign(parsed=lambda x: parser.invoke(x["raw"]),
-                                            parsing_error=lambda _: None)
+        parsed = RunnablePassthrough.assign(
+            parsed=lambda x: parser.invoke(x["raw"]), parsing_error=lambda _: None
+        )
         return RunnableMap(raw=llm) | parsed

@@ -105,7 +105,9 @@ class MemoryMiddleware(AgentMiddleware[MemoryState, Any, Any]):
         if cube is not None and not isinstance(cube, MemCube):
             raise InvalidInputError(f"MemoryMiddleware needs a MemCube, got {type(cube).__name__}.")
         if not isinstance(token_budget, int) or token_budget < 1:
-            raise InvalidInputError(f"token_budget must be a positive integer, got {token_budget!r}.")
+            raise InvalidInputError(
+                f"token_budget must be a positive integer, got {token_budget!r}."
+            )
         if k is not None and (not isinstance(k, int) or k < 1):
             raise InvalidInputError(f"k must be a positive integer, got {k!r}.")
         check_scope_id(user_id, "user_id")
@@ -196,20 +198,29 @@ class MemoryMiddleware(AgentMiddleware[MemoryState, Any, Any]):
     def wrap_model_call(
         self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]
     ) -> ModelResponse:
+        """Append the recalled memories to the system message, then call the model."""
         return handler(self._with_memories(request, self.recall_for(request)))
 
     async def awrap_model_call(
         self, request: ModelRequest, handler: Callable[[ModelRequest], Awaitable[ModelResponse]]
     ) -> ModelResponse:
+        """Async :meth:`wrap_model_call` (recall runs in a worker thread)."""
         items = await asyncio.to_thread(self.recall_for, request)
         return await handler(self._with_memories(request, items))
 
     # ------------------------------------------------------------------ write-back
-    def after_agent(self, state: MemoryState, runtime: Runtime[Any]) -> dict[str, Any] | None:
+    @staticmethod
+    def _pending(state: MemoryState) -> tuple[Sequence[BaseMessage], int]:
+        """The thread's messages and how many of them the cube already has."""
         messages = list(state.get("messages", []))
         done = int(state.get("memcube_written", 0) or 0)
         if done > len(messages):  # the thread was trimmed or summarized: nothing is known new
             done = 0
+        return messages, done
+
+    def after_agent(self, state: MemoryState, runtime: Runtime[Any]) -> dict[str, Any] | None:
+        """Write the run's new messages to the cube (through its reader), once each."""
+        messages, done = self._pending(state)
         if not self.write_back or done == len(messages):
             return {"memcube_written": len(messages)}
         self._cube(runtime).add_messages(
@@ -224,11 +235,10 @@ class MemoryMiddleware(AgentMiddleware[MemoryState, Any, Any]):
     async def aafter_agent(
         self, state: MemoryState, runtime: Runtime[Any]
     ) -> dict[str, Any] | None:
+        """Async :meth:`after_agent`."""
+        # Read before the first await: the graph's config is bound to this task's context.
         thread = _thread_id()
-        messages = list(state.get("messages", []))
-        done = int(state.get("memcube_written", 0) or 0)
-        if done > len(messages):
-            done = 0
+        messages, done = self._pending(state)
         if not self.write_back or done == len(messages):
             return {"memcube_written": len(messages)}
         await self._cube(runtime).aadd_messages(

@@ -129,7 +129,9 @@ class MemCubeStore(BaseStore):
         if not isinstance(cube, MemCube):
             raise InvalidInputError(f"MemCubeStore needs a MemCube, got {type(cube).__name__}.")
         if not isinstance(user_label, int) or isinstance(user_label, bool) or user_label < 0:
-            raise InvalidInputError(f"user_label must be a label position >= 0, got {user_label!r}.")
+            raise InvalidInputError(
+                f"user_label must be a label position >= 0, got {user_label!r}."
+            )
         if isinstance(index, str):
             raise InvalidInputError("index takes a list of field paths, e.g. ['text'].")
         self.cube = cube
@@ -312,7 +314,8 @@ class MemCubeStore(BaseStore):
             fields: dict[str, Any] = dict(
                 content=self._content(value, op.index),
                 metadata=value,
-                tags=[STORE_TAG] + [namespace_tag(namespace[:i]) for i in range(1, len(namespace) + 1)],
+                tags=[STORE_TAG]
+                + [namespace_tag(namespace[:i]) for i in range(1, len(namespace) + 1)],
                 provenance=Provenance(
                     source=STORE_SOURCE,
                     detail={"namespace": list(namespace), "key": key, "ttl_minutes": op.ttl},

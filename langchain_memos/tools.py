@@ -8,36 +8,25 @@ and on their own (``tool.invoke({...})``). A refused call (unknown id, empty tex
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+import asyncio
+from abc import abstractmethod
+from collections.abc import Callable
+from typing import Any
 
 from langchain_core.tools import BaseTool, ToolException
 from pydantic import BaseModel, ConfigDict, Field
 
 from memcube import MemCube
-from memcube.errors import MemCubeError
-from memcube.items import MemoryType
-
-T = TypeVar("T")
+from memcube.errors import InvalidInputError, MemCubeError
+from memcube.items import MemoryType, SearchHit, check_scope_id
 
 _TYPES = ", ".join(t.value for t in MemoryType)
 
 
-def _guard(fn: Callable[[], T]) -> T:
-    try:
-        return fn()
-    except MemCubeError as exc:
-        raise ToolException(str(exc)) from exc
-
-
-async def _aguard(fn: Callable[[], Awaitable[T]]) -> T:
-    try:
-        return await fn()
-    except MemCubeError as exc:
-        raise ToolException(str(exc)) from exc
-
-
 class _MemoryTool(BaseTool):
+    """The plumbing the memory tools share: a cube and a user, refusals turned into
+    ``ToolException`` and the async path. A tool states its input schema and :meth:`_call`."""
+
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     cube: MemCube
@@ -48,11 +37,39 @@ class _MemoryTool(BaseTool):
     """Recorded on memories the tool writes."""
     handle_tool_error: bool | str | Callable[[ToolException], str] | None = True
 
+    @abstractmethod
+    def _call(self, *args: Any, **kwargs: Any) -> str:
+        """The tool's one call into the cube, with the validated tool input; returns the reply."""
+
+    def _run(self, *args: Any, **kwargs: Any) -> str:
+        try:
+            return self._call(*args, **kwargs)
+        except MemCubeError as exc:
+            # ToolException is what handle_tool_error turns into a message for the model.
+            raise ToolException(str(exc)) from exc
+
+    async def _arun(self, *args: Any, **kwargs: Any) -> str:
+        # The cube's async methods are its sync ones in a worker thread; running the whole tool
+        # call there is the same, and keeps one code path per tool.
+        return await asyncio.to_thread(self._run, *args, **kwargs)
+
 
 # ---------------------------------------------------------------------------------------- search
 class SearchMemoriesInput(BaseModel):
+    """Input of :class:`SearchMemoriesTool`."""
+
     query: str = Field(description="What to look for, in plain words.")
     k: int = Field(default=5, ge=1, le=50, description="How many memories to return.")
+
+
+def _format_hits(hits: list[SearchHit]) -> str:
+    if not hits:
+        return "No matching memories."
+    lines = []
+    for h in hits:
+        when = (h.item.event_time or h.item.created_at).date().isoformat()
+        lines.append(f"[{h.item.id}] ({when}) {h.item.content}")
+    return "\n".join(lines)
 
 
 class SearchMemoriesTool(_MemoryTool):
@@ -76,25 +93,14 @@ class SearchMemoriesTool(_MemoryTool):
     )
     args_schema: type[BaseModel] = SearchMemoriesInput
 
-    def _format(self, hits: list[Any]) -> str:
-        if not hits:
-            return "No matching memories."
-        lines = []
-        for h in hits:
-            when = (h.item.event_time or h.item.created_at).date().isoformat()
-            lines.append(f"[{h.item.id}] ({when}) {h.item.content}")
-        return "\n".join(lines)
-
-    def _run(self, query: str, k: int = 5, **_: Any) -> str:
-        return self._format(_guard(lambda: self.cube.search(query, user_id=self.user_id, k=k)))
-
-    async def _arun(self, query: str, k: int = 5, **_: Any) -> str:
-        hits = await _aguard(lambda: self.cube.asearch(query, user_id=self.user_id, k=k))
-        return self._format(hits)
+    def _call(self, query: str, k: int = 5) -> str:
+        return _format_hits(self.cube.search(query, user_id=self.user_id, k=k))
 
 
 # ------------------------------------------------------------------------------------------ save
 class SaveMemoryInput(BaseModel):
+    """Input of :class:`SaveMemoryTool`."""
+
     content: str = Field(description="The fact, preference or event to remember, as one sentence.")
     memory_type: str = Field(default="fact", description=f"One of: {_TYPES}.")
     tags: list[str] = Field(default_factory=list, description="Optional labels.")
@@ -121,32 +127,22 @@ class SaveMemoryTool(_MemoryTool):
     )
     args_schema: type[BaseModel] = SaveMemoryInput
 
-    def _fields(self, content: str, memory_type: str, tags: list[str] | None) -> dict[str, Any]:
-        return dict(
+    def _call(self, content: str, memory_type: str = "fact", tags: list[str] | None = None) -> str:
+        item = self.cube.add(
+            content,
             user_id=self.user_id,
             agent_id=self.agent_id,
             memory_type=memory_type,
             tags=list(tags or []),
             provenance={"source": "tool", "extractor": self.name},
         )
-
-    def _run(
-        self, content: str, memory_type: str = "fact", tags: list[str] | None = None, **_: Any
-    ) -> str:
-        fields = self._fields(content, memory_type, tags)
-        item = _guard(lambda: self.cube.add(content, **fields))
-        return f"Saved memory {item.id}."
-
-    async def _arun(
-        self, content: str, memory_type: str = "fact", tags: list[str] | None = None, **_: Any
-    ) -> str:
-        fields = self._fields(content, memory_type, tags)
-        item = await _aguard(lambda: self.cube.aadd(content, **fields))
         return f"Saved memory {item.id}."
 
 
 # ---------------------------------------------------------------------------------------- update
 class UpdateMemoryInput(BaseModel):
+    """Input of :class:`UpdateMemoryTool`."""
+
     memory_id: str = Field(description="The id of the memory to change (from search_memories).")
     content: str = Field(description="The corrected text of the memory.")
 
@@ -171,19 +167,15 @@ class UpdateMemoryTool(_MemoryTool):
     description: str = "Replace the text of one of the user's memories (old version is kept)."
     args_schema: type[BaseModel] = UpdateMemoryInput
 
-    def _run(self, memory_id: str, content: str, **_: Any) -> str:
-        item = _guard(lambda: self.cube.update(memory_id, user_id=self.user_id, content=content))
-        return f"Updated memory {item.id} (now version {item.version})."
-
-    async def _arun(self, memory_id: str, content: str, **_: Any) -> str:
-        item = await _aguard(
-            lambda: self.cube.aupdate(memory_id, user_id=self.user_id, content=content)
-        )
+    def _call(self, memory_id: str, content: str) -> str:
+        item = self.cube.update(memory_id, user_id=self.user_id, content=content)
         return f"Updated memory {item.id} (now version {item.version})."
 
 
 # ---------------------------------------------------------------------------------------- delete
 class DeleteMemoryInput(BaseModel):
+    """Input of :class:`DeleteMemoryTool`."""
+
     memory_id: str = Field(description="The id of the memory to forget (from search_memories).")
 
 
@@ -206,13 +198,17 @@ class DeleteMemoryTool(_MemoryTool):
     description: str = "Forget one of the user's memories that is wrong or no longer wanted."
     args_schema: type[BaseModel] = DeleteMemoryInput
 
-    def _run(self, memory_id: str, **_: Any) -> str:
-        _guard(lambda: self.cube.delete(memory_id, user_id=self.user_id))
+    def _call(self, memory_id: str) -> str:
+        self.cube.delete(memory_id, user_id=self.user_id)
         return f"Deleted memory {memory_id}."
 
-    async def _arun(self, memory_id: str, **_: Any) -> str:
-        await _aguard(lambda: self.cube.adelete(memory_id, user_id=self.user_id))
-        return f"Deleted memory {memory_id}."
+
+_TOOL_CLASSES: dict[str, Callable[..., _MemoryTool]] = {
+    "search": SearchMemoriesTool,
+    "save": SaveMemoryTool,
+    "update": UpdateMemoryTool,
+    "delete": DeleteMemoryTool,
+}
 
 
 def create_memory_tools(
@@ -237,22 +233,14 @@ def create_memory_tools(
         ['search_memories', 'save_memory', 'update_memory', 'delete_memory']
         >>> cube.close()
     """
-    from memcube.items import check_scope_id
-
     check_scope_id(user_id, "user_id", required=True)
-    classes = {
-        "search": SearchMemoriesTool,
-        "save": SaveMemoryTool,
-        "update": UpdateMemoryTool,
-        "delete": DeleteMemoryTool,
-    }
-    unknown = set(include) - set(classes)
+    unknown = set(include) - set(_TOOL_CLASSES)
     if unknown:
-        from memcube.errors import InvalidInputError
-
-        raise InvalidInputError(f"unknown memory tools {sorted(unknown)}; use {sorted(classes)}.")
+        raise InvalidInputError(
+            f"unknown memory tools {sorted(unknown)}; use {sorted(_TOOL_CLASSES)}."
+        )
     return [
-        classes[name](
+        _TOOL_CLASSES[name](
             cube=cube, user_id=user_id, agent_id=agent_id, handle_tool_error=handle_tool_error
         )
         for name in include

@@ -50,6 +50,8 @@ def check_user(user_id: Any) -> str:
 
 
 def check_budget(value: Any, what: str, *, minimum: int = 1) -> int:
+    """Return ``value`` if it is an integer >= ``minimum`` (not a bool), else raise a typed
+    error naming ``what``."""
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise InvalidInputError(f"{what} must be an integer >= {minimum}, got {value!r}.")
     return value

@@ -18,7 +18,7 @@ Example:
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from llama_index.core.base.llms.types import (
@@ -32,16 +32,16 @@ from llama_index.core.base.llms.types import (
     LLMMetadata,
     MessageRole,
 )
-from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.custom import CustomLLM
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
 
 from memcube.errors import InvalidInputError
-from memcube.runtime import DEFAULT_MODEL_NAME, GenerationOptions, Runtime, ToolCall, ToolSpec
 from memcube.runtime import ChatMessage as RtMessage
-from memcube.runtime.session import ChatOutput, MemoryOptions, astream_chat, stream_chat
+from memcube.runtime import ToolCall, ToolSpec
+from memcube.runtime.session import ChatDelta, ChatOutput, astream_chat, stream_chat
+from memcube.runtime.settings import GenerationSettings, plan_call
 
 if TYPE_CHECKING:
     from llama_index.core.tools.types import BaseTool
@@ -83,8 +83,14 @@ def _to_runtime(messages: Sequence[ChatMessage]) -> list[RtMessage]:
             out.append(RtMessage("assistant", text, tool_calls=calls))
         elif role == "tool":
             call_id = kw.get("tool_call_id")
-            out.append(RtMessage("tool", text, tool_call_id=call_id,
-                                 name=kw.get("name") or names.get(call_id or "")))
+            out.append(
+                RtMessage(
+                    "tool",
+                    text,
+                    tool_call_id=call_id,
+                    name=kw.get("name") or names.get(call_id or ""),
+                )
+            )
         else:
             out.append(RtMessage(role, text))
     return out
@@ -96,13 +102,45 @@ def _tool_spec(tool: BaseTool) -> ToolSpec:
     return ToolSpec(meta.get_name(), meta.description or "", params)
 
 
-class MemOSLLM(FunctionCallingLLM, CustomLLM):
+_NO_OUTPUT = "the memcube runtime ended a chat call without its final output"
+
+
+def _final_output(deltas: Iterable[ChatDelta]) -> ChatOutput:
+    """Run a chat call to its end and return its output."""
+    # Consumed to the end (not left at the output) so the runtime's generator finishes and
+    # releases the model before we return.
+    out: ChatOutput | None = None
+    for d in deltas:
+        out = d.output or out
+    if out is None:
+        raise RuntimeError(_NO_OUTPUT)
+    return out
+
+
+async def _afinal_output(deltas: AsyncIterable[ChatDelta]) -> ChatOutput:
+    """Async :func:`_final_output`."""
+    out: ChatOutput | None = None
+    async for d in deltas:
+        out = d.output or out
+    if out is None:
+        raise RuntimeError(_NO_OUTPUT)
+    return out
+
+
+class MemOSLLM(GenerationSettings, FunctionCallingLLM, CustomLLM):
     """A local LlamaIndex LLM with MemOS memory (plaintext recall + KV activation memory).
+
+    The generation settings (``model`` ... ``adapter``) and their validation are
+    :class:`memcube.runtime.settings.GenerationSettings`, shared with LangChain's ``ChatMemOS``:
+    an invalid value raises :class:`~memcube.runtime.settings.InvalidSettingError` (an
+    ``InvalidInputError``), at construction or when passed for one call.
 
     Args:
         model: ``"SmolLM2-135M-Instruct"`` (bundled) or a local model folder.
         temperature: 0 for greedy decoding.
-        max_tokens: most new tokens per call.
+        max_tokens: most new tokens per call (``None``: 256).
+        top_p: nucleus sampling mass, in (0, 1].
+        seed: seed for sampled output.
         stop: stop sequences.
         timeout: seconds a generation may take before ``TimeoutError``.
         cube / user_id: where memories come from and whose they are.
@@ -117,38 +155,17 @@ class MemOSLLM(FunctionCallingLLM, CustomLLM):
         True
     """
 
-    model: str = Field(default=DEFAULT_MODEL_NAME, description="bundled name or local folder")
-    temperature: float = Field(default=0.0, ge=0.0)
-    max_tokens: int = Field(default=256, gt=0)
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    seed: int | None = None
-    stop: list[str] | None = None
-    timeout: float | None = None
-    cube: Any = Field(default=None, exclude=True)
-    user_id: str | None = None
-    kv_memory: bool = True
-    memory_budget: int = 512
-    activation_budget: int = 1024
-    adapter: str | None = None
-
-    _rt: Runtime | None = PrivateAttr(default=None)
-
     @classmethod
     def class_name(cls) -> str:
+        """The name LlamaIndex serializes this class under."""
         return "MemOSLLM"
 
     @property
-    def runtime(self) -> Runtime:
-        """The shared :class:`memcube.runtime.Runtime` of this model."""
-        if self._rt is None:
-            self._rt = Runtime.shared(None if self.model == DEFAULT_MODEL_NAME else self.model)
-        return self._rt
-
-    @property
     def metadata(self) -> LLMMetadata:
+        """LlamaIndex's facts about the model (context window, output size, capabilities)."""
         return LLMMetadata(
             context_window=self.runtime.context_window,
-            num_output=self.max_tokens,
+            num_output=self.max_new_tokens,
             is_chat_model=True,
             is_function_calling_model=True,
             model_name=self.runtime.name,
@@ -156,28 +173,16 @@ class MemOSLLM(FunctionCallingLLM, CustomLLM):
 
     # ------------------------------------------------------------------ translation
     def _args(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        options = GenerationOptions(
-            max_new_tokens=int(kwargs.pop("max_tokens", self.max_tokens)),
-            temperature=float(kwargs.pop("temperature", self.temperature)),
-            top_p=float(kwargs.pop("top_p", self.top_p)),
-            seed=kwargs.pop("seed", self.seed),
-            stop=list(self.stop or []) + list(kwargs.pop("stop", None) or []),
-            timeout=kwargs.pop("timeout", self.timeout),
-        )
-        memory = None
-        if self.cube is not None:
-            if not self.user_id:
-                raise InvalidInputError("MemOSLLM(cube=...) needs user_id: whose memories?")
-            memory = MemoryOptions(self.cube, self.user_id, kv_memory=self.kv_memory,
-                                   activation_budget=self.activation_budget,
-                                   working_budget=self.memory_budget)
+        """The arguments of :func:`~memcube.runtime.session.stream_chat` for one call."""
+        plan = plan_call(self, kwargs)
         return {
-            "options": options,
-            "tools": kwargs.pop("tools", None) or (),
-            "tool_choice": kwargs.pop("tool_choice", None),
-            "response_schema": kwargs.pop("response_schema", None),
-            "memory": memory,
-            "adapter": kwargs.pop("adapter", self.adapter),
+            "runtime": self.runtime_for(plan.model),
+            "options": plan.options,
+            "tools": kwargs.get("tools") or (),
+            "tool_choice": kwargs.get("tool_choice"),
+            "response_schema": kwargs.get("response_schema"),
+            "memory": plan.memory,
+            "adapter": plan.adapter,
         }
 
     @staticmethod
@@ -185,89 +190,104 @@ class MemOSLLM(FunctionCallingLLM, CustomLLM):
         r = out.result
         kwargs: dict[str, Any] = {}
         if out.tool_calls:
-            kwargs["tool_calls"] = [{"id": c.id, "name": c.name, "arguments": c.arguments}
-                                    for c in out.tool_calls]
+            kwargs["tool_calls"] = [
+                {"id": c.id, "name": c.name, "arguments": c.arguments} for c in out.tool_calls
+            ]
         if out.invalid_tool_calls:
             kwargs["invalid_tool_calls"] = out.invalid_tool_calls
-        usage = {"prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
-                 "total_tokens": r.total_tokens, "cached_tokens": r.cached_tokens}
+        usage = {
+            "prompt_tokens": r.prompt_tokens,
+            "completion_tokens": r.completion_tokens,
+            "total_tokens": r.total_tokens,
+            "cached_tokens": r.cached_tokens,
+        }
         return ChatResponse(
-            message=ChatMessage(role=MessageRole.ASSISTANT, content=out.text,
-                                additional_kwargs=kwargs),
+            message=ChatMessage(
+                role=MessageRole.ASSISTANT, content=out.text, additional_kwargs=kwargs
+            ),
             delta=delta,
-            additional_kwargs={"usage": usage, "model_name": r.model_name,
-                               "finish_reason": r.finish_reason,
-                               "time_to_first_token_s": r.first_token_s,
-                               "memory_item_ids": out.memory_item_ids},
+            additional_kwargs={
+                "usage": usage,
+                "model_name": r.model_name,
+                "finish_reason": r.finish_reason,
+                "time_to_first_token_s": r.first_token_s,
+                "memory_item_ids": out.memory_item_ids,
+            },
         )
 
     # ------------------------------------------------------------------ chat
     @llm_chat_callback()
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        out = None
-        for d in stream_chat(self.runtime, _to_runtime(messages), **self._args(kwargs)):
-            out = d.output or out
-        assert out is not None
+        """Answer ``messages``; ``kwargs`` may override generation settings for this call."""
+        out = _final_output(stream_chat(messages=_to_runtime(messages), **self._args(kwargs)))
         return self._response(out)
 
     @llm_chat_callback()
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        """Stream the answer to ``messages``; the last response carries usage and tool calls."""
         args = self._args(kwargs)
         rt_messages = _to_runtime(messages)
 
         def gen() -> ChatResponseGen:
             text = ""
-            for d in stream_chat(self.runtime, rt_messages, **args):
+            for d in stream_chat(messages=rt_messages, **args):
                 if d.output is not None:
                     yield self._response(d.output, delta=d.text)
                     return
                 text += d.text
-                yield ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text),
-                                   delta=d.text)
+                yield ChatResponse(
+                    message=ChatMessage(role=MessageRole.ASSISTANT, content=text), delta=d.text
+                )
 
         return gen()
 
     @llm_chat_callback()
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        out = None
-        async for d in astream_chat(self.runtime, _to_runtime(messages), **self._args(kwargs)):
-            out = d.output or out
-        assert out is not None
-        return self._response(out)
+        """Async :meth:`chat` (decoding runs in a worker thread)."""
+        deltas = astream_chat(messages=_to_runtime(messages), **self._args(kwargs))
+        return self._response(await _afinal_output(deltas))
 
     @llm_chat_callback()
     async def astream_chat(
         self, messages: Sequence[ChatMessage], **kwargs: Any
     ) -> ChatResponseAsyncGen:
+        """Async :meth:`stream_chat`."""
         args = self._args(kwargs)
         rt_messages = _to_runtime(messages)
 
         async def gen() -> ChatResponseAsyncGen:
             text = ""
-            async for d in astream_chat(self.runtime, rt_messages, **args):
+            async for d in astream_chat(messages=rt_messages, **args):
                 if d.output is not None:
                     yield self._response(d.output, delta=d.text)
                     return
                 text += d.text
-                yield ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text),
-                                   delta=d.text)
+                yield ChatResponse(
+                    message=ChatMessage(role=MessageRole.ASSISTANT, content=text), delta=d.text
+                )
 
         return gen()
 
     # ------------------------------------------------------------------ completion
     @staticmethod
     def _completion(r: ChatResponse) -> CompletionResponse:
-        return CompletionResponse(text=r.message.content or "", delta=r.delta,
-                                  additional_kwargs=r.additional_kwargs, raw=r.raw)
+        return CompletionResponse(
+            text=r.message.content or "",
+            delta=r.delta,
+            additional_kwargs=r.additional_kwargs,
+            raw=r.raw,
+        )
 
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        """Answer ``prompt`` as one user message (``formatted`` is ignored: it is chatted)."""
         return self._completion(self.chat([ChatMessage(role="user", content=prompt)], **kwargs))
 
     @llm_completion_callback()
     def stream_complete(
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponseGen:
+        """Stream the answer to ``prompt`` as one user message."""
         stream = self.stream_chat([ChatMessage(role="user", content=prompt)], **kwargs)
         return (self._completion(r) for r in stream)
 
@@ -275,6 +295,7 @@ class MemOSLLM(FunctionCallingLLM, CustomLLM):
     async def acomplete(
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponse:
+        """Async :meth:`complete`."""
         r = await self.achat([ChatMessage(role="user", content=prompt)], **kwargs)
         return self._completion(r)
 
@@ -282,6 +303,7 @@ class MemOSLLM(FunctionCallingLLM, CustomLLM):
     async def astream_complete(
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponseAsyncGen:
+        """Async :meth:`stream_complete`."""
         stream = await self.astream_chat([ChatMessage(role="user", content=prompt)], **kwargs)
 
         async def gen() -> CompletionResponseAsyncGen:
@@ -308,16 +330,24 @@ class MemOSLLM(FunctionCallingLLM, CustomLLM):
         if user_msg is not None:
             messages.append(user_msg)
         choice = tool_choice or ("required" if tool_required else None)
-        return {"messages": messages, "tools": [_tool_spec(t) for t in tools],
-                "tool_choice": choice, **kwargs}
+        return {
+            "messages": messages,
+            "tools": [_tool_spec(t) for t in tools],
+            "tool_choice": choice,
+            **kwargs,
+        }
 
     def get_tool_calls_from_response(
         self, response: ChatResponse, error_on_no_tool_call: bool = True, **kwargs: Any
     ) -> list[ToolSelection]:
+        """The tool calls in ``response`` (parsed by the runtime); with ``error_on_no_tool_call``,
+        a ``ValueError`` saying why when there is none."""
         calls = response.message.additional_kwargs.get("tool_calls") or []
         if not calls and error_on_no_tool_call:
             bad = response.message.additional_kwargs.get("invalid_tool_calls") or []
             reason = f": {bad[0]['error']}" if bad else ""
             raise ValueError(f"the model did not produce a valid tool call{reason}")
-        return [ToolSelection(tool_id=c["id"], tool_name=c["name"], tool_kwargs=c["arguments"])
-                for c in calls]
+        return [
+            ToolSelection(tool_id=c["id"], tool_name=c["name"], tool_kwargs=c["arguments"])
+            for c in calls
+        ]

@@ -106,6 +106,7 @@ class MemCubeMemory(BaseMemory):
 
     @classmethod
     def class_name(cls) -> str:
+        """The name LlamaIndex serializes this class under."""
         return "MemCubeMemory"
 
     def __init__(self, **data: Any) -> None:
@@ -118,7 +119,7 @@ class MemCubeMemory(BaseMemory):
         super().__init__(**data)
 
     @classmethod
-    def from_defaults(  # type: ignore[override]
+    def from_defaults(
         cls,
         cube: MemCube | None = None,
         user_id: str | None = None,

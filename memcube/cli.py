@@ -26,13 +26,11 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console, RenderableType
-from rich.panel import Panel
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -42,14 +40,21 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
-from rich.table import Table
 
 from memcube import errors as E
+from memcube.cli_views import (
+    export_view,
+    history_view,
+    import_notes,
+    import_view,
+    items_table,
+    short,
+    stats_view,
+)
 
 if TYPE_CHECKING:
     # Only for annotations: the cube (and its Chroma and embedder imports) load when a command runs.
     from memcube import MemCube
-    from memcube.items import MemoryItem
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -216,122 +221,6 @@ def _emit(
         err.print(note, highlight=False)
 
 
-def _short(text: str, n: int = 80) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= n else text[: n - 1] + "…"
-
-
-def _when(dt: datetime | None) -> str:
-    return dt.strftime("%Y-%m-%d %H:%M") if dt is not None else ""
-
-
-def _items_table(
-    items: list[MemoryItem], *, title: str, scores: list[float] | None = None
-) -> Table:
-    table = Table(title=title, header_style="bold", expand=True)
-    if scores is not None:
-        table.add_column("#", justify="right", no_wrap=True)
-        table.add_column("score", justify="right", no_wrap=True)
-    table.add_column("content", ratio=1, min_width=24, overflow="fold")
-    table.add_column("type", no_wrap=True)
-    if scores is None:
-        table.add_column("user", no_wrap=True, max_width=16)
-        table.add_column("v", justify="right", no_wrap=True)
-        table.add_column("state", no_wrap=True)
-    table.add_column("id", style="dim", no_wrap=True)
-    for i, it in enumerate(items):
-        if scores is not None:
-            row = [str(i + 1), f"{scores[i]:.3f}", _short(it.content, 200), it.memory_type.value]
-        else:
-            row = [
-                _short(it.content, 200),
-                it.memory_type.value,
-                it.user_id,
-                str(it.version),
-                it.state.value,
-            ]
-        table.add_row(*row, it.id[:8])
-    return table
-
-
-def _history_view(versions: list[MemoryItem]) -> Iterator[RenderableType]:
-    cur = versions[-1]
-    prov = cur.provenance
-    lines = [
-        f"[bold]{cur.content}[/]", "",
-        f"id {cur.id}   user {cur.user_id}   type {cur.memory_type.value}   state {cur.state.value}",
-        f"version {cur.version}   importance {cur.importance}   accessed {cur.access_count}x",
-        f"recorded {_when(cur.created_at)}   updated {_when(cur.updated_at)}"
-        + (f"   happened {_when(cur.event_time)}" if cur.event_time else ""),
-        f"source {prov.source or '-'}   extractor {prov.extractor or '-'}"
-        + (f"   messages {', '.join(prov.message_ids)}" if prov.message_ids else ""),
-    ]  # fmt: skip
-    if cur.tags:
-        lines.append("tags " + ", ".join(cur.tags))
-    if cur.metadata:
-        lines.append("metadata " + json.dumps(cur.metadata, ensure_ascii=False))
-    yield Panel("\n".join(lines), title="memory", expand=False)
-    table = Table(title="history (oldest first)", header_style="bold", expand=True)
-    table.add_column("v", justify="right", no_wrap=True)
-    table.add_column("state", no_wrap=True)
-    table.add_column("updated", no_wrap=True)
-    table.add_column("content", ratio=1, overflow="fold")
-    for v in versions:
-        table.add_row(str(v.version), v.state.value, _when(v.updated_at), _short(v.content, 100))
-    yield table
-
-
-def _stats_view(info: dict[str, Any]) -> Iterator[RenderableType]:
-    head = Table(title=f"cube {info['cube_id']}", show_header=False)
-    head.add_column(style="bold")
-    head.add_column()
-    for key in ("path", "backend", "embedder", "memories", "visible", "versions"):
-        head.add_row(key, str(info[key]))
-    for key in ("activation", "adapters"):
-        head.add_row(key, f"{info[key]['files']} files, {info[key]['bytes'] / 1e6:.1f} MB")
-    yield head
-    for key in ("users", "types", "states"):
-        t = Table(title=key, header_style="bold")
-        t.add_column(key[:-1])
-        t.add_column("memories", justify="right")
-        for name, n in info[key].items():
-            t.add_row(name, str(n))
-        yield t
-
-
-def _export_view(report: Any) -> Iterator[RenderableType]:
-    yield (
-        f"[green]exported[/] {report.items} memories ({report.versions} versions, {report.users} users), "
-        f"{report.activation_files} cache files and {report.adapter_files} adapter files to {report.path}"
-    )
-    yield f"{report.bytes / 1e6:.2f} MB, sha256 {report.sha256}" + (
-        f", signed by key {report.key_id}" if report.signed else ", unsigned"
-    )
-
-
-def _import_view(report: Any, source: Path) -> Iterator[RenderableType]:
-    yield (
-        f"[green]imported[/] {report.imported} memories from {report.format} {source} into {report.target} "
-        f"({report.added} new, {report.overwritten} overwritten, {report.new_versions} new versions, "
-        f"{len(report.skipped)} skipped; signature: {report.signature})"
-    )
-    if report.reembedded:
-        yield f"re-embedded with {report.target_embedder} (source: {report.source_embedder})"
-    for key in report.attached:
-        yield f"[green]attached[/] {key}"
-
-
-def _import_notes(report: Any) -> Iterator[RenderableType]:
-    for d in report.dropped:
-        yield f"[yellow]dropped[/] {d.unit}: {d.reason}"
-    for name, why in report.skipped_files:
-        yield f"[yellow]skipped file[/] {name}: {why}"
-    for mid, why in report.skipped[:20]:
-        yield f"[dim]skipped memory {mid}: {why}[/]"
-    for w in report.warnings:
-        yield f"[yellow]note[/]: {w}"
-
-
 # ----------------------------------------------------------------------------- the cube
 def _is_cube(folder: Path) -> bool:
     from memcube.config import CubeManifest
@@ -490,7 +379,7 @@ def add(
         _emit(
             item.model_dump(mode="json"),
             json_out=json_out,
-            show=[f"[green]remembered[/] {item.id} for {user}: {_short(item.content)}"],
+            show=[f"[green]remembered[/] {item.id} for {user}: {short(item.content)}"],
         )
 
 
@@ -523,7 +412,7 @@ def search(
                 tags=tag,
                 include_archived=archived,
             )
-        table = _items_table(
+        table = items_table(
             [h.item for h in hits], title=f"{query!r} for {user}", scores=[h.score for h in hits]
         )
         # Rendered with the usual highlighting up front, since _emit prints notes without it.
@@ -563,7 +452,7 @@ def list_(
         _emit(
             {"total": total, "items": [it.model_dump(mode="json") for it in items]},
             json_out=json_out,
-            show=[_items_table(items, title=title)],
+            show=[items_table(items, title=title)],
         )
 
 
@@ -584,7 +473,7 @@ def show(
                 "history": [v.model_dump(mode="json") for v in versions],
             },
             json_out=json_out,
-            show=_history_view(versions),
+            show=history_view(versions),
         )
 
 
@@ -615,7 +504,7 @@ def stats(
                 "activation": _folder_stats(mc.path / "activation"),
                 "adapters": _folder_stats(mc.path / "adapters"),
             }  # fmt: skip
-        _emit(info, json_out=json_out, show=_stats_view(info))
+        _emit(info, json_out=json_out, show=stats_view(info))
 
 
 @app.command("export")
@@ -641,7 +530,7 @@ def export_(
         _emit(
             report.to_dict(),
             json_out=json_out,
-            show=_export_view(report),
+            show=export_view(report),
             notes=(f"[yellow]left out[/] {name}: {why}" for name, why in report.skipped_files),
         )
 
@@ -698,8 +587,8 @@ def import_(
         _emit(
             report.to_dict(),
             json_out=json_out,
-            show=_import_view(report, source),
-            notes=_import_notes(report),
+            show=import_view(report, source),
+            notes=import_notes(report),
         )
 
 

@@ -36,6 +36,10 @@ class InvalidUserIdError(InvalidInputError):
     """A user, agent or session id was empty, too long or contained control characters."""
 
 
+class InvalidSettingError(InvalidInputError):
+    """A generation setting (at construction or in one call) was refused; nothing was run."""
+
+
 class ItemNotFoundError(MemCubeError, LookupError):
     """No memory with that id exists (or it is not visible to the caller)."""
 

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from dateutil import parser as dateparser
 
+from memcube.checks import is_number
 from memcube.errors import (
     ArchiveTooLargeError,
     EmptyContentError,
@@ -115,7 +116,7 @@ def _no_constants(name: str) -> Any:
 def _time(value: Any) -> datetime | None:
     if value in (None, ""):
         return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if is_number(value):
         try:
             return datetime.fromtimestamp(float(value) / (1000 if value > 1e11 else 1)).astimezone()
         except (OverflowError, OSError, ValueError):
@@ -323,9 +324,7 @@ def read_memos(
             mtype = MemoryType.PREFERENCE
         conf = md.get("confidence")
         importance = (
-            min(max(float(conf) / 100.0, 0.0), 1.0)
-            if isinstance(conf, (int, float)) and not isinstance(conf, bool) and conf == conf
-            else None
+            min(max(float(conf) / 100.0, 0.0), 1.0) if is_number(conf) and conf == conf else None
         )
         sources = md.get("sources")
         if not isinstance(sources, list):

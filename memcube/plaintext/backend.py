@@ -280,7 +280,11 @@ class ChromaBackend:
         )
 
     def delete(
-        self, collection: Any, *, ids: Sequence[str] | None = None, where: dict[str, Any] | None = None
+        self,
+        collection: Any,
+        *,
+        ids: Sequence[str] | None = None,
+        where: dict[str, Any] | None = None,
     ) -> None:
         if ids is not None and not ids:
             return

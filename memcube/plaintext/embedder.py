@@ -100,7 +100,9 @@ class SentenceTransformerEmbedder:
         if self._dimension is None:
             _ = self.model  # loading the model learns its dimension
         if self._dimension is None:
-            raise EmbedderMismatchError(f"{self.model_name_or_path} reported no embedding dimension.")
+            raise EmbedderMismatchError(
+                f"{self.model_name_or_path} reported no embedding dimension."
+            )
         return self._dimension
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:

@@ -33,8 +33,12 @@ def _fill(cube: MemCube) -> None:
 
 
 def _ask(runtime: Runtime, cube: MemCube, question: str, *, kv: bool):
-    return chat(runtime, [ChatMessage("user", question)], options=GREEDY,
-                memory=MemoryOptions(cube, "alice", kv_memory=kv))
+    return chat(
+        runtime,
+        [ChatMessage("user", question)],
+        options=GREEDY,
+        memory=MemoryOptions(cube, "alice", kv_memory=kv),
+    )
 
 
 def _digests(folder: Path) -> dict[str, str]:
@@ -154,8 +158,10 @@ def test_memory_tier_respects_its_byte_budget(runtime: Runtime, tmp_path: Path) 
     probe = ActivationStore(tmp_path / "probe", runtime)
     one = probe.get_or_build(ids("<|im_start|>system\nfact one"), user_id="u").nbytes
     store = ActivationStore(tmp_path / "lru", runtime, memory_budget_bytes=int(one * 2.5))
-    keys = [store.get_or_build(ids(f"<|im_start|>system\nfact {w}"), user_id=f"u{w}").manifest.key
-            for w in ("one", "two", "six")]
+    keys = [
+        store.get_or_build(ids(f"<|im_start|>system\nfact {w}"), user_id=f"u{w}").manifest.key
+        for w in ("one", "two", "six")
+    ]
     assert store.memory_bytes <= store.memory_budget_bytes
     assert list(store._memory) == keys[1:]  # the least recently used went first
     # the evicted one comes back from disk, identical

@@ -14,10 +14,20 @@ def _tiny_gemma3() -> tuple[object, object]:
 
     torch.manual_seed(0)
     config = Gemma3TextConfig(
-        vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
-        num_attention_heads=2, num_key_value_heads=1, head_dim=16, sliding_window=4,
-        layer_types=["sliding_attention", "sliding_attention", "sliding_attention",
-                     "full_attention"],
+        vocab_size=128,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        sliding_window=4,
+        layer_types=[
+            "sliding_attention",
+            "sliding_attention",
+            "sliding_attention",
+            "full_attention",
+        ],
         max_position_embeddings=256,
     )
     return Gemma3ForCausalLM(config).eval(), config
@@ -51,10 +61,17 @@ def test_layer_layout_mismatch_is_refused() -> None:
     with torch.no_grad():
         model(input_ids=torch.randint(0, 128, (1, 6)), past_key_values=cache, use_cache=True)
     tensors, layers = cache_to_tensors(cache)
-    llama = LlamaConfig(vocab_size=128, hidden_size=32, intermediate_size=64,
-                        num_hidden_layers=4, num_attention_heads=2, num_key_value_heads=1)
+    llama = LlamaConfig(
+        vocab_size=128,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+    )
     with pytest.raises(ModelMismatchError):
         tensors_to_cache(llama, tensors, layers)  # full layers where the cache has sliding ones
     with pytest.raises(ModelMismatchError):
-        tensors_to_cache(llama.__class__(**{**llama.to_dict(), "num_hidden_layers": 2}),
-                         tensors, layers)
+        tensors_to_cache(
+            llama.__class__(**{**llama.to_dict(), "num_hidden_layers": 2}), tensors, layers
+        )

@@ -75,7 +75,9 @@ def test_add_get_search_and_scope(cube: MemCube) -> None:
     }
 
 
-def test_add_many_dicts_and_items_with_progress(cube: MemCube, capsys: pytest.CaptureFixture[str]) -> None:
+def test_add_many_dicts_and_items_with_progress(
+    cube: MemCube, capsys: pytest.CaptureFixture[str]
+) -> None:
     raw = [{"content": f"memory number {i}", "tags": ["bulk"]} for i in range(30)]
     raw.append(MemoryItem(content="an explicit item", user_id="u1"))
     out = cube.add_many(raw, user_id="u1", batch_size=7, progress=True)
@@ -105,7 +107,11 @@ def test_update_versions_and_history(cube: MemCube) -> None:
     assert v3.content == "I live in Munich" and v3.metadata == {"topic": "home"}
     history = cube.history(item.id)
     assert [h.version for h in history] == [1, 2, 3]
-    assert [h.content for h in history] == ["I live in Berlin", "I live in Munich", "I live in Munich"]
+    assert [h.content for h in history] == [
+        "I live in Berlin",
+        "I live in Munich",
+        "I live in Munich",
+    ]
     assert history[0].state == LifecycleState.SUPERSEDED
     assert cube.get_version(item.id, 1).content == "I live in Berlin"
     # the new content is what search finds now
@@ -124,7 +130,9 @@ def test_delete_archives_and_hard_delete_purges(cube: MemCube) -> None:
     cube.delete(keep.id)
     assert cube.get(keep.id).state == LifecycleState.ARCHIVED
     assert all(h.item.id != keep.id for h in cube.search("bicycle", user_id="u"))
-    assert any(h.item.id == keep.id for h in cube.search("bicycle", user_id="u", include_archived=True))
+    assert any(
+        h.item.id == keep.id for h in cube.search("bicycle", user_id="u", include_archived=True)
+    )
     assert cube.count(user_id="u") == 1 and cube.count(user_id="u", include_archived=True) == 2
     assert len(cube.history(keep.id)) == 2
     cube.update(gone.id, content="I own a green car")
@@ -139,22 +147,49 @@ def test_search_filters_types_tags_and_time(cube: MemCube) -> None:
     t0 = datetime(2023, 1, 1, tzinfo=timezone.utc)
     cube.add_many(
         [
-            {"content": "trip to Japan", "memory_type": "episodic", "event_time": t0, "metadata": {"year": 2023, "kind": "trip"}, "tags": ["travel"]},
-            {"content": "trip to Peru", "memory_type": "episodic", "event_time": t0 + timedelta(days=400), "metadata": {"year": 2024, "kind": "trip"}},
-            {"content": "likes trips to the mountains", "memory_type": "preference", "metadata": {"kind": "taste"}},
+            {
+                "content": "trip to Japan",
+                "memory_type": "episodic",
+                "event_time": t0,
+                "metadata": {"year": 2023, "kind": "trip"},
+                "tags": ["travel"],
+            },
+            {
+                "content": "trip to Peru",
+                "memory_type": "episodic",
+                "event_time": t0 + timedelta(days=400),
+                "metadata": {"year": 2024, "kind": "trip"},
+            },
+            {
+                "content": "likes trips to the mountains",
+                "memory_type": "preference",
+                "metadata": {"kind": "taste"},
+            },
         ],
         user_id="u",
     )
+
     def contents(**kw: object) -> set[str]:
         return {h.item.content for h in cube.search("trip", user_id="u", k=10, **kw)}  # type: ignore[arg-type]
 
     assert contents(filters={"kind": "trip"}) == {"trip to Japan", "trip to Peru"}
     assert contents(filters={"year": {"$gte": 2024}}) == {"trip to Peru"}
-    assert contents(filters={"$or": [{"year": 2023}, {"kind": "taste"}]}) == {"trip to Japan", "likes trips to the mountains"}
+    assert contents(filters={"$or": [{"year": 2023}, {"kind": "taste"}]}) == {
+        "trip to Japan",
+        "likes trips to the mountains",
+    }
     assert contents(memory_types=["preference"]) == {"likes trips to the mountains"}
     assert contents(tags=["travel"]) == {"trip to Japan"}
-    assert contents(time_range=(t0 + timedelta(days=1), t0 + timedelta(days=500))) == {"trip to Peru"}
-    for bad in ({"year": {"$regex": "x"}}, {"year": float("nan")}, {"$or": []}, {"year": {"$in": "2023"}}, ["x"]):
+    assert contents(time_range=(t0 + timedelta(days=1), t0 + timedelta(days=500))) == {
+        "trip to Peru"
+    }
+    for bad in (
+        {"year": {"$regex": "x"}},
+        {"year": float("nan")},
+        {"$or": []},
+        {"year": {"$in": "2023"}},
+        ["x"],
+    ):
         with pytest.raises(InvalidFilterError):
             cube.search("trip", user_id="u", filters=bad)  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError):
@@ -162,7 +197,11 @@ def test_search_filters_types_tags_and_time(cube: MemCube) -> None:
 
 
 def test_ttl_expired_items_are_hidden(cube: MemCube) -> None:
-    cube.add("short-lived note", user_id="u", expires_at=datetime.now(timezone.utc) - timedelta(seconds=1))
+    cube.add(
+        "short-lived note",
+        user_id="u",
+        expires_at=datetime.now(timezone.utc) - timedelta(seconds=1),
+    )
     cube.add("long-lived note", user_id="u", ttl=timedelta(days=1))
     assert [h.item.content for h in cube.search("note", user_id="u")] == ["long-lived note"]
     assert len(cube.search("note", user_id="u", include_archived=True)) == 2
@@ -187,7 +226,9 @@ def test_ttl_expired_items_are_hidden(cube: MemCube) -> None:
         ({"content": "ok", "memory_type": "dream"}, InvalidInputError),
     ],
 )
-def test_bad_input_is_typed_and_changes_nothing(cube: MemCube, kwargs: dict, error: type[Exception]) -> None:
+def test_bad_input_is_typed_and_changes_nothing(
+    cube: MemCube, kwargs: dict, error: type[Exception]
+) -> None:
     cube.add("existing", user_id="u")
     before = snapshot(cube)
     kwargs = {"user_id": "u", **kwargs}
@@ -222,7 +263,9 @@ def test_unknown_ids_and_bad_arguments(cube: MemCube) -> None:
 async def test_async_twins(cube: MemCube) -> None:
     item = await cube.aadd("async memory about sailing", user_id="u")
     await cube.aadd_many([{"content": "another async memory"}], user_id="u")
-    hits, count = await asyncio.gather(cube.asearch("sailing", user_id="u", k=1), cube.acount(user_id="u"))
+    hits, count = await asyncio.gather(
+        cube.asearch("sailing", user_id="u", k=1), cube.acount(user_id="u")
+    )
     assert hits[0].item.id == item.id and count == 2
     await cube.aupdate(item.id, content="async memory about rowing")
     assert [h.version for h in await cube.ahistory(item.id)] == [1, 2]
@@ -242,7 +285,9 @@ def test_usage_counts_are_recorded(cube: MemCube) -> None:
     assert got.version == 1  # usage is bookkeeping, not a new version
 
 
-def test_usage_write_back_waits_for_its_interval(cube: MemCube, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_usage_write_back_waits_for_its_interval(
+    cube: MemCube, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import memcube.services.usage as cube_module
 
     item = cube.add("the throttled usage memory", user_id="u")
@@ -259,6 +304,15 @@ def test_usage_write_back_waits_for_its_interval(cube: MemCube, monkeypatch: pyt
         cube_module.time.sleep(0.05)
 
 
+def test_opening_a_file_is_a_typed_error_that_changes_nothing(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    target = tmp_path / "notes.txt"
+    target.write_text("not a cube")
+    with pytest.raises(InvalidInputError, match="is a file"):
+        MemCube.open(target, embedder=HashEmbedder())
+    assert target.read_text() == "not a cube"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
 def test_closed_cube_refuses(open_cube) -> None:  # type: ignore[no-untyped-def]
     cube = open_cube()
     cube.close()
@@ -270,7 +324,9 @@ def test_closed_cube_refuses(open_cube) -> None:  # type: ignore[no-untyped-def]
 def test_persistence_across_processes(open_cube, tmp_path, backend) -> None:  # type: ignore[no-untyped-def]
     path = tmp_path / "persist"
     cube = open_cube(path)
-    item = cube.add("I was born in Porto", user_id="u", event_time=datetime(1990, 5, 1, tzinfo=timezone.utc))
+    item = cube.add(
+        "I was born in Porto", user_id="u", event_time=datetime(1990, 5, 1, tzinfo=timezone.utc)
+    )
     cube.update(item.id, content="I was born in Porto, Portugal")
     cube.close()
     script = (
@@ -281,7 +337,9 @@ def test_persistence_across_processes(open_cube, tmp_path, backend) -> None:  # 
         "'event': hit.item.event_time.isoformat(), 'count': c.count()}))\n"
         "c.close()\n"
     )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
     data = json.loads(out.stdout.strip().splitlines()[-1])
     assert data == {
         "versions": ["I was born in Porto", "I was born in Porto, Portugal"],

@@ -19,7 +19,9 @@ from memcube.redaction import Redactor
 
 
 def _alice(cube: MemCube) -> tuple[str, str]:
-    a1 = cube.add("Alice's bank PIN hint is her cat's birthday", user_id="alice", memory_type="fact")
+    a1 = cube.add(
+        "Alice's bank PIN hint is her cat's birthday", user_id="alice", memory_type="fact"
+    )
     a2 = cube.add("Alice plans a surprise party for Bob", user_id="alice")
     cube.add("Bob likes chess", user_id="bob")
     return a1.id, a2.id
@@ -28,7 +30,9 @@ def _alice(cube: MemCube) -> tuple[str, str]:
 def _bob_sees(cube: MemCube, ids: list[str]) -> dict[str, object]:
     """What bob can see of ``ids`` through every read path."""
     found: dict[str, object] = {}
-    found["search"] = {h.item.id for h in cube.search("Alice party PIN", user_id="bob", k=10)} & set(ids)
+    found["search"] = {
+        h.item.id for h in cube.search("Alice party PIN", user_id="bob", k=10)
+    } & set(ids)
     found["working_memory"] = {
         i.id for i in cube.working_memory("Alice party PIN", user_id="bob", token_budget=500)
     } & set(ids)
@@ -97,7 +101,9 @@ def test_item_share_read_only(cube: MemCube) -> None:
     # a third user still sees nothing
     assert not cube.search("party", user_id="carol")
     # the owner's own edits keep the share
-    cube.update(party, user_id="alice", content="Alice plans a big surprise party", metadata={"x": 1})
+    cube.update(
+        party, user_id="alice", content="Alice plans a big surprise party", metadata={"x": 1}
+    )
     assert cube.get(party, user_id="bob").content == "Alice plans a big surprise party"
     assert cube.unshare("alice", "bob", ids=[party], user_id="alice") == 1
     assert _bob_sees(cube, [pin, party])["get"] == set()
@@ -166,7 +172,10 @@ def test_audit_log_records_who_what_when_which(cube: MemCube) -> None:
     assert entries[1].detail == {"query": "audited"}
     assert all(e.item_ids == (a.id,) for e in entries)
     assert entries[0].time <= entries[-1].time
-    assert [e.op for e in cube.audit(actor="alice", op=["update", "delete"])] == ["update", "delete"]
+    assert [e.op for e in cube.audit(actor="alice", op=["update", "delete"])] == [
+        "update",
+        "delete",
+    ]
     assert cube.audit(since=entries[-1].time + timedelta(seconds=5)) == []
     assert len(cube.audit(limit=2)) == 2
 
@@ -179,7 +188,12 @@ def test_audit_entries_of_the_earlier_layout_still_read(cube: MemCube) -> None:
                     "detail": '{"query": "q"}'}],
     )  # fmt: skip
     (old,) = cube.audit(item_id="id-2")
-    assert (old.actor, old.op, old.item_ids, old.detail) == ("alice", "search", ("id-1", "id-2"), {"query": "q"})
+    assert (old.actor, old.op, old.item_ids, old.detail) == (
+        "alice",
+        "search",
+        ("id-1", "id-2"),
+        {"query": "q"},
+    )
 
 
 def test_redaction_is_opt_in_with_default_patterns(open_cube, tmp_path) -> None:  # type: ignore[no-untyped-def]

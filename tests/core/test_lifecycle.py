@@ -30,7 +30,10 @@ def test_exact_duplicates_merge_with_provenance_of_both(cube: MemCube) -> None:
         "I am allergic to nuts", user_id="u", memory_type="fact", provenance={"message_ids": ["m1"]}
     )
     b = cube.add(
-        "i am  ALLERGIC to nuts", user_id="u", memory_type="fact", provenance={"message_ids": ["m2"]}
+        "i am  ALLERGIC to nuts",
+        user_id="u",
+        memory_type="fact",
+        provenance={"message_ids": ["m2"]},
     )
     assert b.id == a.id and b.state == LifecycleState.MERGED
     assert b.content == "I am allergic to nuts"
@@ -76,7 +79,9 @@ def test_turns_documents_and_explicit_ids_are_never_merged(cube: MemCube) -> Non
 
 
 def test_merge_types_are_configurable(open_cube) -> None:  # type: ignore[no-untyped-def]
-    cube = open_cube(lifecycle=LifecycleConfig(merge_types=("episodic",), near_duplicate_threshold=None))
+    cube = open_cube(
+        lifecycle=LifecycleConfig(merge_types=("episodic",), near_duplicate_threshold=None)
+    )
     a = cube.add("hello there", user_id="u", memory_type="episodic")
     b = cube.add("Hello  there", user_id="u", memory_type="episodic")
     f1 = cube.add("a fact", user_id="u", memory_type="fact")
@@ -87,7 +92,9 @@ def test_merge_types_are_configurable(open_cube) -> None:  # type: ignore[no-unt
 
 
 def test_conflicting_fact_supersedes_as_new_version(cube: MemCube) -> None:
-    a = cube.add_many([_fact("User lives in Lisbon", "residence", "Lisbon", event_time=T0)], user_id="u")[0]
+    a = cube.add_many(
+        [_fact("User lives in Lisbon", "residence", "Lisbon", event_time=T0)], user_id="u"
+    )[0]
     b = cube.add_many(
         [_fact("User lives in Berlin", "Residence", "Berlin", event_time=T0 + timedelta(days=90))],
         user_id="u",
@@ -135,7 +142,9 @@ def test_supersede_within_one_batch_keeps_every_version(cube: MemCube) -> None:
 
 
 def test_subjects_are_per_user_and_entity(cube: MemCube) -> None:
-    a = cube.add_many([_fact("Ann lives in Oslo", "residence", "Oslo", metadata=None)], user_id="u")[0]
+    a = cube.add_many(
+        [_fact("Ann lives in Oslo", "residence", "Oslo", metadata=None)], user_id="u"
+    )[0]
     b = cube.add_many([_fact("Bob lives in Rome", "residence", "Rome")], user_id="other")[0]
     c = cube.add_many(
         [{"content": "Tom lives in Kyiv", "memory_type": "fact",
@@ -187,7 +196,9 @@ def test_archived_and_expired_are_hidden_unless_asked(cube: MemCube) -> None:
     gone = cube.add("garden party cancelled", user_id="u")
     short = cube.add("garden party parking code", user_id="u", ttl=timedelta(hours=1))
     cube.delete(gone.id, user_id="u")
-    cube.set_expiry([short.id], user_id="u", expires_at=datetime.now(timezone.utc) - timedelta(seconds=1))
+    cube.set_expiry(
+        [short.id], user_id="u", expires_at=datetime.now(timezone.utc) - timedelta(seconds=1)
+    )
     assert [h.item.id for h in cube.search("garden party", user_id="u")] == [keep.id]
     result = cube.maintain()
     assert result["expired"] == [short.id]

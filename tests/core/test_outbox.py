@@ -89,7 +89,10 @@ def test_an_add_cannot_take_over_another_users_id(cube: MemCube) -> None:
     before = cube.get(mine.id)
     with pytest.raises(InvalidInputError, match="another user"):
         cube.add_many(
-            [{"content": "fine", "user_id": "bob"}, {"content": "x", "user_id": "bob", "id": mine.id}]
+            [
+                {"content": "fine", "user_id": "bob"},
+                {"content": "x", "user_id": "bob", "id": mine.id},
+            ]
         )
     assert cube.get(mine.id) == before
     assert cube.count(user_id="bob") == 0

@@ -60,7 +60,8 @@ def test_rule_statements(text: str, content: str, subject: str | None) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["If I moved to Paris I'd be happy.", "Do I live in Rome?", "I love it", "We went hiking"]
+    "text",
+    ["If I moved to Paris I'd be happy.", "Do I live in Rome?", "I love it", "We went hiking"],
 )
 def test_rules_skip_questions_hypotheticals_and_pronouns(text: str) -> None:
     assert statements(text, REF) == []
@@ -156,7 +157,9 @@ def test_schema_check(output: str) -> None:
         parse_extraction(output)
 
 
-def test_malformed_llm_output_keeps_turns_and_reports(cube: MemCube, caplog: pytest.LogCaptureFixture) -> None:
+def test_malformed_llm_output_keeps_turns_and_reports(
+    cube: MemCube, caplog: pytest.LogCaptureFixture
+) -> None:
     def broken(prompt: str) -> str:
         return '{"memories": [{"content": "half'
 
@@ -176,6 +179,8 @@ def test_malformed_llm_output_keeps_turns_and_reports(cube: MemCube, caplog: pyt
     def failing(prompt: str) -> str:
         raise TimeoutError("model server unreachable")
 
-    items = cube.add_messages([{"role": "user", "content": "I play golf"}], user_id="u", extractor=failing)
+    items = cube.add_messages(
+        [{"role": "user", "content": "I play golf"}], user_id="u", extractor=failing
+    )
     assert [i.content for i in items] == ["I play golf"]
     assert "TimeoutError" in items.problems[0].message

@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 
 from memcube import MemCube, RetrievalConfig
-from memcube.plaintext.repository import RECORD_LAYOUT_ID
 from memcube.plaintext.backend import ITEMS_SYNC_THRESHOLD, SIDE_SYNC_THRESHOLD
 from memcube.plaintext.records import (
     LOOKUP_HASH,
@@ -16,6 +15,7 @@ from memcube.plaintext.records import (
     needs_check,
     record_view,
 )
+from memcube.plaintext.repository import RECORD_LAYOUT_ID
 
 DENSE = RetrievalConfig(hybrid=False)
 
@@ -64,12 +64,15 @@ def test_filters_are_decided_by_the_json_not_by_stale_keys(
     open_cube, retrieval: RetrievalConfig | None
 ) -> None:
     cube = open_cube(retrieval=retrieval)
-    kept = cube.add("The Brevik harbour ferry leaves at nine", user_id="alice", metadata={"city": "Oslo"})
+    kept = cube.add(
+        "The Brevik harbour ferry leaves at nine", user_id="alice", metadata={"city": "Oslo"}
+    )
     # A record written by an older layout carries flat filter keys; they may be stale and must
     # decide nothing (simulated: keys that contradict the JSON).
     cube.backend.update_metadata(
         cube.backend.items, [kept.id], [{"md:city": "Paris", "state": "archived", "tag:x": True}]
     )
+
     def found(**kw: object) -> list[str]:
         return [h.item.id for h in cube.search("Brevik harbour ferry", user_id="alice", k=5, **kw)]
 
@@ -115,7 +118,13 @@ def test_records_of_the_earlier_layout_are_upgraded_on_open(open_cube, tmp_path)
     cube.close()
 
     cube = open_cube(tmp_path / "old")
-    assert set(_stored(cube, fact.id)) == {"json", "user_id", "live_user_id", LOOKUP_SCOPE, LOOKUP_HASH}
+    assert set(_stored(cube, fact.id)) == {
+        "json",
+        "user_id",
+        "live_user_id",
+        LOOKUP_SCOPE,
+        LOOKUP_HASH,
+    }
     again = cube.add("Alice is allergic to hazelnuts", user_id="alice", memory_type="fact")
     assert again.id == fact.id  # the exact duplicate is found through the upgraded record
 

@@ -53,7 +53,9 @@ def test_bm25_grown_one_document_at_a_time_scores_like_one_built_at_once() -> No
     for d in docs[1:]:
         grown.add([d])
     for q in ("cat mat", "zebra red", "sat"):
-        assert grown.scores(tokenize(q)).tolist() == pytest.approx(whole.scores(tokenize(q)).tolist())
+        assert grown.scores(tokenize(q)).tolist() == pytest.approx(
+            whole.scores(tokenize(q)).tolist()
+        )
     assert grown.idf("zebra") == whole.idf("zebra") and grown.avg_len == whole.avg_len
 
 
@@ -220,7 +222,9 @@ def test_other_writers_are_seen_through_their_markers(backend: str | None, tmp_p
         first.close()
 
 
-def test_markers_are_written_only_for_users_another_cube_reads(backend: str | None, tmp_path: Path) -> None:
+def test_markers_are_written_only_for_users_another_cube_reads(
+    backend: str | None, tmp_path: Path
+) -> None:
     if backend is None:
         pytest.skip("an embedded cube admits one writer (file lock); shared stores use a server")
     writer = MemCube.open(tmp_path / "cube", chroma_url=backend, publish_interval=0)
@@ -235,7 +239,9 @@ def test_markers_are_written_only_for_users_another_cube_reads(backend: str | No
         assert writer.search("Ostrakon", user_id="bob", k=1)  # its own reads need no marker
         assert markers("bob") == []
         # Nobody else read bob before this write: the reader's first load already holds it.
-        assert reader.search("Ostrakon vase", user_id="bob", k=1)[0].item.content.startswith("Bob's")
+        assert reader.search("Ostrakon vase", user_id="bob", k=1)[0].item.content.startswith(
+            "Bob's"
+        )
         added = writer.add("Bob's Ostrakon lamp is red.", user_id="bob")
         assert [m["writer"] for m in markers("bob")] == [writer.retriever.writer]
         assert reader.search("Ostrakon lamp", user_id="bob", k=1)[0].item.id == added.id

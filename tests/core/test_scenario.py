@@ -115,7 +115,10 @@ def test_moves_and_preference_change(cube: MemCube) -> None:
     assert [h.provenance.message_ids for h in hist] == [["D1:1"], ["D2:1"], ["D3:1"]]
     pref = drink[0].item
     phist = cube.history(pref.id, user_id="dana")
-    assert [h.content for h in phist] == ["User prefers tea over coffee", "User prefers coffee over tea"]
+    assert [h.content for h in phist] == [
+        "User prefers tea over coffee",
+        "User prefers coffee over tea",
+    ]
     # the repeated "I still prefer tea" was merged into the first value, with both turns cited
     assert phist[0].provenance.message_ids == ["D1:3", "D2:5"]
     assert phist[0].event_time.date().isoformat() == "2024-01-10"  # type: ignore[union-attr]

@@ -35,6 +35,10 @@ def test_lora_per_user_example() -> None:
     # generation paths (own adapter, per-call override, base model) ran
     assert "stored alice@v1" in out and "stored bob@v1" in out
     assert "per-user defaults: {'alice': 'alice', 'bob': 'bob'}" in out
-    for label in ("her own adapter (automatic):", "bob's adapter (per call):", "no cube, base model:"):
+    for label in (
+        "her own adapter (automatic):",
+        "bob's adapter (per call):",
+        "no cube, base model:",
+    ):
         assert label in out
     assert "2 memories of alice distilled" in out

@@ -31,8 +31,16 @@ def test_notebook_executes(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         book, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
     )
     client.execute()  # raises CellExecutionError on the first failing cell
-    errors = [o for c in book.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    errors = [
+        o
+        for c in book.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.output_type == "error"
+    ]
     assert errors == []
     if path.stem == "kv_cache_injection":
-        images = [o for c in book.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+        images = [
+            o for c in book.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})
+        ]
         assert images, "the KV notebook must draw its time-to-first-token plot"

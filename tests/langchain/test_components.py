@@ -80,8 +80,12 @@ async def test_memory_tools_round_trip_and_scoping(cube) -> None:
     assert "no memory" in message.lower()
     assert cube.get(other.id).state.value != "archived"
     result = bob_update.invoke(
-        {"type": "tool_call", "id": "c1", "name": "update_memory",
-         "args": {"memory_id": other.id, "content": "hacked"}}
+        {
+            "type": "tool_call",
+            "id": "c1",
+            "name": "update_memory",
+            "args": {"memory_id": other.id, "content": "hacked"},
+        }
     )
     assert isinstance(result, ToolMessage) and result.status == "error"
     assert cube.get(other.id).content == "Alice's PIN hint: birthday"

@@ -16,8 +16,14 @@ REPO = Path(__file__).resolve().parents[2]
 def test_langchain_agent_example_runs(tmp_path: Path) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(
-        [sys.executable, "examples/langchain_agent.py", "--path", str(tmp_path / "cube"),
-         "--max-tokens", "8"],
+        [
+            sys.executable,
+            "examples/langchain_agent.py",
+            "--path",
+            str(tmp_path / "cube"),
+            "--max-tokens",
+            "8",
+        ],
         cwd=REPO,
         env=env,
         capture_output=True,

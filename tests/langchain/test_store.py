@@ -74,7 +74,9 @@ DOCS = {
 
 
 def load(store: BaseStore) -> None:
-    store.batch([PutOp(ns, key, value) for ns, items in DOCS.items() for key, value in items.items()])
+    store.batch(
+        [PutOp(ns, key, value) for ns, items in DOCS.items() for key, value in items.items()]
+    )
 
 
 def keys(results) -> set[tuple[tuple[str, ...], str]]:
@@ -180,7 +182,9 @@ def test_search_with_query_ranks_by_meaning(store: BaseStore) -> None:
     assert all(s is not None for s in scores)
     assert scores == sorted(scores, reverse=True)
     assert store.search(("alice",), query="vegetarian food", limit=1)[0].key == "diet"
-    assert store.search(("bob",), query="vegetarian food", limit=1)[0].value["text"].startswith("Bob")
+    assert (
+        store.search(("bob",), query="vegetarian food", limit=1)[0].value["text"].startswith("Bob")
+    )
     page = store.search(("alice",), query="what pet animal does she own?", limit=2, offset=1)
     assert [r.key for r in page] == [r.key for r in results[1:3]]
 
@@ -311,7 +315,10 @@ def test_store_items_are_ordinary_memories(cube_store: MemCubeStore) -> None:
     assert hit.item.content == "Alice is vegan"
     assert hit.item.metadata == {"text": "Alice is vegan", "kind": "food"}
     assert hit.item.provenance.source == "langgraph_store"
-    assert [v.content for v in cube.history(hit.item.id)] == ["Alice is vegetarian", "Alice is vegan"]
+    assert [v.content for v in cube.history(hit.item.id)] == [
+        "Alice is vegetarian",
+        "Alice is vegan",
+    ]
     assert cube.search("what does alice eat", user_id="bob", k=5) == []
     docs = MemCubeRetriever(cube=cube, user_id="alice", k=1).invoke("diet")
     assert docs[0].metadata["metadata"]["kind"] == "food"

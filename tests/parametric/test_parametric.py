@@ -39,8 +39,9 @@ def _peft_model(base, seed: int, targets=("q_proj", "v_proj"), rank: int = 4):
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(seed)
-    cfg = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=list(targets),
-                     init_lora_weights=False)
+    cfg = LoraConfig(
+        r=rank, lora_alpha=2 * rank, target_modules=list(targets), init_lora_weights=False
+    )
     peft_model = get_peft_model(base, cfg)
     # random B as well (PEFT's non-default init), scaled so the output visibly changes
     with torch.no_grad():
@@ -70,10 +71,16 @@ def _prompt_ids(tokenizer, text: str) -> list[int]:
 
 def _greedy(model, ids: list[int]) -> list[int]:
     with torch.no_grad():
-        out = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-                             max_new_tokens=NEW_TOKENS, do_sample=False, temperature=None,
-                             top_p=None, top_k=None)
-    return out[0, len(ids):].tolist()
+        out = model.generate(
+            torch.tensor([ids]),
+            attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+            max_new_tokens=NEW_TOKENS,
+            do_sample=False,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+        )
+    return out[0, len(ids) :].tolist()
 
 
 # ---------------------------------------------------------------------------- registry
@@ -89,9 +96,13 @@ def test_register_version_list_delete(cube: MemCube, peft_folders, smol) -> None
     folder = pm.path("alice")
     assert folder == cube.path / "adapters" / "alice" / "v1"
     assert sorted(p.name for p in folder.iterdir()) == [
-        "adapter_config.json", "adapter_model.safetensors", "manifest.json"]
-    m2 = pm.register("alice", peft_folders["b"], provenance={"source": "peft_folder",
-                                                             "memory_ids": ["m1"]})
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "manifest.json",
+    ]
+    m2 = pm.register(
+        "alice", peft_folders["b"], provenance={"source": "peft_folder", "memory_ids": ["m1"]}
+    )
     assert m2.version == 2 and m2.provenance.memory_ids == ["m1"]
     assert [m.ref for m in pm.list()] == ["alice@v2"]
     assert [m.version for m in pm.history("alice")] == [1, 2]
@@ -102,7 +113,9 @@ def test_register_version_list_delete(cube: MemCube, peft_folders, smol) -> None
 
     original = payload_from_folder(peft_folders["b"])
     assert payload.state_dict.keys() == original.state_dict.keys()
-    assert all(torch.equal(payload.state_dict[k], original.state_dict[k]) for k in payload.state_dict)
+    assert all(
+        torch.equal(payload.state_dict[k], original.state_dict[k]) for k in payload.state_dict
+    )
     assert pm.delete("alice", 1) == [1]
     assert [m.version for m in pm.history("alice")] == [2]
     with pytest.raises(AdapterNotFoundError):
@@ -141,7 +154,9 @@ def test_pickles_are_never_loaded(tmp_path, peft_folders, monkeypatch) -> None:
     monkeypatch.setenv("BOMB_MARKER", str(marker))
     only_bin = tmp_path / "only_bin"
     only_bin.mkdir()
-    (only_bin / "adapter_config.json").write_text((peft_folders["a"] / "adapter_config.json").read_text())
+    (only_bin / "adapter_config.json").write_text(
+        (peft_folders["a"] / "adapter_config.json").read_text()
+    )
     (only_bin / "adapter_model.bin").write_bytes(pickle.dumps(_Bomb()))
     with MemCube.open(tmp_path / "c") as cube:
         with pytest.raises(InvalidInputError, match="pickle"):
@@ -171,9 +186,16 @@ def test_adapter_for_another_base_model_is_refused(tmp_path, smol) -> None:
 
     model, tokenizer = smol
     torch.manual_seed(0)
-    tiny = LlamaForCausalLM(LlamaConfig(
-        vocab_size=model.config.vocab_size, hidden_size=64, intermediate_size=128,
-        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2))
+    tiny = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=model.config.vocab_size,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+        )
+    )
     tiny_peft = _peft_model(tiny, 4)
     folder = tmp_path / "tiny"
     tiny_peft.save_pretrained(str(folder), safe_serialization=True)
@@ -198,7 +220,9 @@ def test_adapter_for_another_base_model_is_refused(tmp_path, smol) -> None:
 # ---------------------------------------------------------------------------- hot swap
 def test_swap_base_identity_lru_and_mixed_batch(tmp_path, peft_folders, smol) -> None:
     model, tokenizer = smol
-    prompts = [_prompt_ids(tokenizer, q) for q in ("Hi! Who are you?", "Name a fruit.", "Say hello.")]
+    prompts = [
+        _prompt_ids(tokenizer, q) for q in ("Hi! Who are you?", "Name a fruit.", "Say hello.")
+    ]
     manager = AdapterManager.for_model(model, tokenizer)
     manager.activate(None)
     base = [_greedy(model, p) for p in prompts]  # before any adapter of this test is loaded
@@ -258,10 +282,10 @@ def test_per_user_default_and_resolution(cube: MemCube, peft_folders) -> None:
     assert pm.user_adapter("alice") is None
     pm.set_user_adapter("alice", "alice-lora")
     assert pm.user_adapters() == {"alice": "alice-lora"}
-    assert pm.resolve(user_id="alice") == "alice-lora"           # the user's default
+    assert pm.resolve(user_id="alice") == "alice-lora"  # the user's default
     assert pm.resolve("bob-lora", user_id="alice") == "bob-lora"  # per-call override wins
     assert pm.resolve(default="bob-lora", user_id="alice") == "bob-lora"  # wrapper's adapter=
-    assert pm.resolve(user_id="carol") is None                   # no default: base model
+    assert pm.resolve(user_id="carol") is None  # no default: base model
     assert resolve_adapter(None, default=None, user_default="x") == "x"
     with pytest.raises(AdapterNotFoundError):
         pm.set_user_adapter("bob", "missing")
@@ -308,8 +332,14 @@ def test_distill_then_reload_in_new_process(cube: MemCube, smol) -> None:
         cube.parametric.distill("x", user_id="nobody", steps=1)
     assert cube.parametric.list() == []
     manifest = cube.parametric.distill(
-        "alice-facts", user_id="alice", query="my dog", k=1, steps=2, rank=4,
-        set_default=True, progress=False,
+        "alice-facts",
+        user_id="alice",
+        query="my dog",
+        k=1,
+        steps=2,
+        rank=4,
+        set_default=True,
+        progress=False,
     )
     assert manifest.provenance.source == "distill"
     assert manifest.provenance.memory_ids == [dog.id]
@@ -330,8 +360,14 @@ def test_distill_then_reload_in_new_process(cube: MemCube, smol) -> None:
     url = cube.chroma_url or ""
     cube.close()  # an embedded cube is locked to one process at a time
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(cube.path), url], capture_output=True,
-                          text=True, env=env, cwd=str(REPO), timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, str(cube.path), url],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=str(REPO),
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     child = json.loads(proc.stdout.strip().splitlines()[-1])
     assert child["memory_ids"] == [dog.id]

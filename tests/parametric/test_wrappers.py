@@ -25,8 +25,12 @@ def adapters(tmp_path_factory):
     root = tmp_path_factory.mktemp("wrapped")
     for seed, name in ((11, "alice-lora"), (12, "bob-lora")):
         torch.manual_seed(seed)
-        pm = get_peft_model(copy.deepcopy(rt.model), LoraConfig(
-            r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+        pm = get_peft_model(
+            copy.deepcopy(rt.model),
+            LoraConfig(
+                r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False
+            ),
+        )
         with torch.no_grad():
             for n, p in pm.named_parameters():
                 if "lora_B" in n:
@@ -82,8 +86,11 @@ def test_memos_llm_adapters(adapted_cube: MemCube) -> None:
     msgs = [ChatMessage(role="user", content=QUESTION)]
     llm = MemOSLLM(cube=cube, user_id="alice", max_tokens=TOKENS, kv_memory=False)
     base = llm.chat(msgs).message.content
-    bob = MemOSLLM(cube=cube, user_id="alice", max_tokens=TOKENS, kv_memory=False,
-                   adapter="bob-lora").chat(msgs).message.content
+    bob = (
+        MemOSLLM(cube=cube, user_id="alice", max_tokens=TOKENS, kv_memory=False, adapter="bob-lora")
+        .chat(msgs)
+        .message.content
+    )
     assert bob != base
     assert llm.chat(msgs, adapter="bob-lora").message.content == bob
     cube.parametric.set_user_adapter("alice", "bob-lora")

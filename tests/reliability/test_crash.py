@@ -25,13 +25,13 @@ from memcube.testing import ChromaServer
 def assert_no_half_written_items(cube: MemCube, acked: list[list[str]]) -> None:
     """Every stored item parses, has its full record, and belongs to an acknowledged batch or
     to the one batch that was in flight (stored whole, or not at all)."""
-    res = cube.backend.get(
-        cube.backend.items, include=("metadatas", "documents", "embeddings")
-    )
+    res = cube.backend.get(cube.backend.items, include=("metadatas", "documents", "embeddings"))
     acked_ids = {i for batch in acked for i in batch}
     stored = set(res["ids"])
     assert acked_ids <= stored, f"{len(acked_ids - stored)} acknowledged items lost"
-    for item_id, md, doc, emb in zip(res["ids"], res["metadatas"], res["documents"], res["embeddings"]):
+    for item_id, md, doc, emb in zip(
+        res["ids"], res["metadatas"], res["documents"], res["embeddings"]
+    ):
         item = metadata_to_item(md)  # the full JSON record is there and valid
         assert item.id == item_id
         assert doc == item.content
@@ -92,7 +92,9 @@ def test_kill9_in_the_middle_of_add_many(
 
 
 @pytest.mark.slow
-def test_chroma_server_killed_and_restarted_mid_run(own_server: ChromaServer, tmp_path: Path) -> None:
+def test_chroma_server_killed_and_restarted_mid_run(
+    own_server: ChromaServer, tmp_path: Path
+) -> None:
     cube = MemCube.open(tmp_path / "cube", chroma_url=own_server.url)
     # Retry 5 times, 0.5 + 1 + 2 + 4 + 8 s: a restart (~1-3 s, more on a busy machine) fits.
     cube.backend.retries, cube.backend.backoff_s = 5, 0.5

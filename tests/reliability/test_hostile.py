@@ -47,10 +47,32 @@ weird_objects = st.sampled_from([object(), b"bytes", {1, 2}, (1, 2), 3j, Path("/
 user_ids = st.one_of(
     st.sampled_from(
         [
-            "", " ", "\t", "alice", "../../etc/passwd", "/", "C:\\Windows\\System32", "~root",
-            "alice' OR '1'='1", "'; DROP TABLE embeddings; --", '{"$ne": ""}', "$ne", "$or",
-            "user_id", "*", "%", "\\", "a" * 256, "a" * 257, "null", "None", "\u202e\u0041",
-            "ali\x00ce", "ali\nce", "\ud800", "😀",
+            "",
+            " ",
+            "\t",
+            "alice",
+            "../../etc/passwd",
+            "/",
+            "C:\\Windows\\System32",
+            "~root",
+            "alice' OR '1'='1",
+            "'; DROP TABLE embeddings; --",
+            '{"$ne": ""}',
+            "$ne",
+            "$or",
+            "user_id",
+            "*",
+            "%",
+            "\\",
+            "a" * 256,
+            "a" * 257,
+            "null",
+            "None",
+            "\u202e\u0041",
+            "ali\x00ce",
+            "ali\nce",
+            "\ud800",
+            "😀",
         ]
     ),
     any_text,
@@ -97,7 +119,13 @@ def test_hostile_item_fields(cube: MemCube) -> None:
         user_id=st.one_of(st.just("carol"), user_ids),
     )
     # Most random draws are hostile; these pin one accepted and one refused case every run.
-    @example(content="carol keeps bees", metadata={"hive": 3}, tags=["bees"], importance=0.7, user_id="carol")
+    @example(
+        content="carol keeps bees",
+        metadata={"hive": 3},
+        tags=["bees"],
+        importance=0.7,
+        user_id="carol",
+    )
     @example(content="   ", metadata=None, tags=None, importance=0.5, user_id="carol")
     def check(content: Any, metadata: Any, tags: Any, importance: Any, user_id: Any) -> None:
         before = snapshot(cube)
@@ -136,8 +164,24 @@ def filter_conditions() -> st.SearchStrategy[Any]:
     )
     key = st.one_of(
         st.sampled_from(
-            ["color", "n", "flag", "user_id", "state", "memory_type", "version", "tags", "$and",
-             "$or", "$where", "$not", "", "json", "md:color", "tag:x"]
+            [
+                "color",
+                "n",
+                "flag",
+                "user_id",
+                "state",
+                "memory_type",
+                "version",
+                "tags",
+                "$and",
+                "$or",
+                "$where",
+                "$not",
+                "",
+                "json",
+                "md:color",
+                "tag:x",
+            ]
         ),
         any_text,
     )
@@ -202,12 +246,20 @@ def test_valid_filters_return_exactly_the_matching_memories(cube: MemCube) -> No
     seeded = seed(cube)
     alice = [it for it in seeded if it.user_id == "alice"]
     simple = st.one_of(
-        st.builds(lambda op, v: {"color": {op: v}}, st.sampled_from(["$eq", "$ne"]),
-                  st.sampled_from(["red", "blue", "green"])),
-        st.builds(lambda op, v: {"n": {op: v}}, st.sampled_from(["$eq", "$ne", "$gt", "$lt"]),
-                  st.integers(0, 6)),
-        st.builds(lambda v: {"color": {"$in": v}}, st.lists(st.sampled_from(["red", "blue"]),
-                                                            min_size=1, max_size=2)),
+        st.builds(
+            lambda op, v: {"color": {op: v}},
+            st.sampled_from(["$eq", "$ne"]),
+            st.sampled_from(["red", "blue", "green"]),
+        ),
+        st.builds(
+            lambda op, v: {"n": {op: v}},
+            st.sampled_from(["$eq", "$ne", "$gt", "$lt"]),
+            st.integers(0, 6),
+        ),
+        st.builds(
+            lambda v: {"color": {"$in": v}},
+            st.lists(st.sampled_from(["red", "blue"]), min_size=1, max_size=2),
+        ),
     )
     combined = st.one_of(
         simple,
@@ -287,8 +339,11 @@ def test_hostile_langgraph_namespaces(cube: MemCube) -> None:
     )
 
     @SETTINGS
-    @given(namespace=st.lists(label, max_size=4).map(tuple), key=st.one_of(any_text, st.integers()),
-           value=st.one_of(st.dictionaries(any_text, nested, max_size=3), nested))
+    @given(
+        namespace=st.lists(label, max_size=4).map(tuple),
+        key=st.one_of(any_text, st.integers()),
+        value=st.one_of(st.dictionaries(any_text, nested, max_size=3), nested),
+    )
     def check(namespace: Any, key: Any, value: Any) -> None:
         before = snapshot(cube)
         try:

@@ -73,7 +73,7 @@ def test_prompt_ids_are_prefix_then_suffix_tokenized_separately(runtime: Runtime
     for part in (head, *segments):
         expected += tok(part, add_special_tokens=False)["input_ids"]
     assert prompt.prefix_ids == expected
-    suffix = prompt.text[len(prompt.prefix_text):]
+    suffix = prompt.text[len(prompt.prefix_text) :]
     assert prompt.suffix_ids == tok(suffix, add_special_tokens=False)["input_ids"]
     assert prompt.ids == prompt.prefix_ids + prompt.suffix_ids
     assert tok.decode(prompt.ids) == prompt.text
@@ -121,15 +121,18 @@ def test_parse_valid_calls_fenced_and_multiple() -> None:
     )
     assert [c.name for c in fenced.tool_calls] == ["get_weather", "magic_function_no_args"]
     assert len({c.id for c in fenced.tool_calls}) == 2
-    as_string = parse_tool_calls('{"name": "get_weather", "arguments": "{\\"city\\": \\"B\\"}"}',
-                                 [WEATHER])
+    as_string = parse_tool_calls(
+        '{"name": "get_weather", "arguments": "{\\"city\\": \\"B\\"}"}', [WEATHER]
+    )
     assert as_string.tool_calls[0].arguments == {"city": "B"}
 
 
 def test_parse_reports_invalid_calls_clearly() -> None:
     unknown = parse_tool_calls('{"name": "launch", "arguments": {}}', [WEATHER])
     assert not unknown.tool_calls
-    assert unknown.invalid_tool_calls[0]["error"] == "unknown tool 'launch'; bound tools: get_weather"
+    assert (
+        unknown.invalid_tool_calls[0]["error"] == "unknown tool 'launch'; bound tools: get_weather"
+    )
     broken = parse_tool_calls('{"name": "get_weather", "arguments": {"city": ', [WEATHER])
     assert broken.invalid_tool_calls[0]["error"] == "output is not valid JSON"
     bad_args = parse_tool_calls('{"name": "get_weather", "arguments": [1]}', [WEATHER])
@@ -145,6 +148,8 @@ def test_tool_call_schema_accepts_exactly_the_bound_calls() -> None:
     assert one["properties"]["arguments"]["additionalProperties"] is False
     both = tool_call_schema([WEATHER, NOARGS])
     assert [o["properties"]["name"]["enum"] for o in both["anyOf"]] == [
-        ["get_weather"], ["magic_function_no_args"]]
+        ["get_weather"],
+        ["magic_function_no_args"],
+    ]
     with pytest.raises(InvalidInputError):
         tool_call_schema([])

@@ -49,8 +49,9 @@ def test_max_tokens_and_stop_sequences(runtime: Runtime) -> None:
     stopped = runtime.generate(prompt, GenerationOptions(max_new_tokens=10, stop=[word]))
     assert word not in stopped.text and stopped.finish_reason == "stop"
     assert full.text.startswith(stopped.text)
-    streamed = "".join(c.text for c in runtime.stream(
-        prompt, GenerationOptions(max_new_tokens=10, stop=[word])))
+    streamed = "".join(
+        c.text for c in runtime.stream(prompt, GenerationOptions(max_new_tokens=10, stop=[word]))
+    )
     assert streamed == stopped.text  # the stop text is never streamed out
 
 
@@ -61,11 +62,18 @@ def test_sampling_is_reproducible_with_a_seed(runtime: Runtime) -> None:
 
 
 def test_forced_tool_call_is_valid_by_construction(runtime: Runtime) -> None:
-    weather = ToolSpec("get_weather", "Weather in a city.",
-                       {"type": "object", "properties": {"city": {"type": "string"}},
-                        "required": ["city"]})
-    out = chat(runtime, [ChatMessage("user", "What's the weather in Paris?")],
-               options=GenerationOptions(max_new_tokens=40), tools=[weather], tool_choice="any")
+    weather = ToolSpec(
+        "get_weather",
+        "Weather in a city.",
+        {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    )
+    out = chat(
+        runtime,
+        [ChatMessage("user", "What's the weather in Paris?")],
+        options=GenerationOptions(max_new_tokens=40),
+        tools=[weather],
+        tool_choice="any",
+    )
     assert out.text == ""
     assert [c.name for c in out.tool_calls] == ["get_weather"]
     assert isinstance(out.tool_calls[0].arguments["city"], str)
@@ -74,10 +82,14 @@ def test_forced_tool_call_is_valid_by_construction(runtime: Runtime) -> None:
 
 
 def test_json_schema_output_parses(runtime: Runtime) -> None:
-    schema = {"type": "object", "properties": {"answer": {"type": "string", "maxLength": 20}},
-              "required": ["answer"]}
-    out = chat(runtime, QUESTION, options=GenerationOptions(max_new_tokens=30),
-               response_schema=schema)
+    schema = {
+        "type": "object",
+        "properties": {"answer": {"type": "string", "maxLength": 20}},
+        "required": ["answer"],
+    }
+    out = chat(
+        runtime, QUESTION, options=GenerationOptions(max_new_tokens=30), response_schema=schema
+    )
     assert isinstance(json.loads(out.text)["answer"], str)
     assert tool_call_schema  # same module as the tool grammar
 
@@ -90,13 +102,15 @@ def test_bad_options_and_adapters_are_refused(runtime: Runtime) -> None:
     # Which error depends on whether an earlier test in this process attached an adapter
     # manager to the shared model: "no adapters here" or "no adapter by that name".
     with pytest.raises((AdapterUnavailableError, AdapterNotFoundError), match="adapter"):
-        runtime.generate(runtime.prompt(QUESTION), GenerationOptions(max_new_tokens=2),
-                         adapter="alice")
+        runtime.generate(
+            runtime.prompt(QUESTION), GenerationOptions(max_new_tokens=2), adapter="alice"
+        )
     with pytest.raises(InvalidInputError):
         chat(runtime, QUESTION, tools=[ToolSpec("a")], tool_choice="b")
 
 
 def test_timeout_raises(runtime: Runtime) -> None:
     with pytest.raises(TimeoutError):
-        runtime.generate(runtime.prompt(QUESTION),
-                         GenerationOptions(max_new_tokens=50, timeout=1e-6))
+        runtime.generate(
+            runtime.prompt(QUESTION), GenerationOptions(max_new_tokens=50, timeout=1e-6)
+        )

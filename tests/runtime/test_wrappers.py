@@ -44,13 +44,20 @@ async def test_chat_memos_streams_and_calls_tools() -> None:
     assert all(isinstance(c, AIMessageChunk) for c in chunks) and len(chunks) >= 2
     assert chunks[-1].chunk_position == "last" and chunks[-1].usage_metadata
     message = llm.bind_tools([get_weather], tool_choice="get_weather").invoke(
-        "What's the weather in Paris?")
+        "What's the weather in Paris?"
+    )
     assert isinstance(message, AIMessage)
     assert message.tool_calls[0]["name"] == "get_weather"
     assert set(message.tool_calls[0]["args"]) == {"city"}
     # the call and its result go back into the prompt for the next turn
-    follow = llm.invoke([HumanMessage("What's the weather in Paris?"), message,
-                         get_weather.invoke(message.tool_calls[0])], max_tokens=8)
+    follow = llm.invoke(
+        [
+            HumanMessage("What's the weather in Paris?"),
+            message,
+            get_weather.invoke(message.tool_calls[0]),
+        ],
+        max_tokens=8,
+    )
     assert isinstance(follow.content, str) and follow.content
 
 

@@ -76,7 +76,8 @@ class TestChatMemOSIntegration(ChatModelIntegrationTests):
     def test_structured_output_optional_param(self, model: BaseChatModel) -> None:
         super().test_structured_output_optional_param(model)
 
-    @pytest.mark.xfail(reason=_LOOPS.replace("the Joke's second field", "the call's JSON closes"),
-                       run=False)
+    @pytest.mark.xfail(
+        reason=_LOOPS.replace("the Joke's second field", "the call's JSON closes"), run=False
+    )
     def test_unicode_tool_call_integration(self, model: BaseChatModel, **kwargs: Any) -> None:
         super().test_unicode_tool_call_integration(model, **kwargs)
