@@ -52,6 +52,7 @@ from langgraph.store.base import (
 )
 
 from memcube import MemCube
+from memcube.checks import is_int
 from memcube.errors import InvalidFilterError, InvalidInputError, ItemNotFoundError
 from memcube.items import LifecycleState, MemoryItem, MemoryType, Provenance, check_metadata
 from memcube.plaintext.records import HEADER_FILTER_FIELDS
@@ -128,7 +129,7 @@ class MemCubeStore(BaseStore):
     ) -> None:
         if not isinstance(cube, MemCube):
             raise InvalidInputError(f"MemCubeStore needs a MemCube, got {type(cube).__name__}.")
-        if not isinstance(user_label, int) or isinstance(user_label, bool) or user_label < 0:
+        if not is_int(user_label) or user_label < 0:
             raise InvalidInputError(
                 f"user_label must be a label position >= 0, got {user_label!r}."
             )

@@ -18,6 +18,7 @@ from llama_index.core.vector_stores.types import (
 )
 
 from memcube import MemCube
+from memcube.checks import is_int
 from memcube.errors import InvalidFilterError, InvalidInputError
 from memcube.items import check_scope_id
 
@@ -52,7 +53,7 @@ def check_user(user_id: Any) -> str:
 def check_budget(value: Any, what: str, *, minimum: int = 1) -> int:
     """Return ``value`` if it is an integer >= ``minimum`` (not a bool), else raise a typed
     error naming ``what``."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+    if not is_int(value) or value < minimum:
         raise InvalidInputError(f"{what} must be an integer >= {minimum}, got {value!r}.")
     return value
 
