@@ -9,5 +9,6 @@ The facade (:class:`memcube.MemCube`) checks a public call's arguments and deleg
 * :mod:`~memcube.services.versions`: new versions, history and rollback;
 * :mod:`~memcube.services.states`: freeze, feedback and the time-based sweep;
 * :mod:`~memcube.services.sharing`: shares and their revocation;
+* :mod:`~memcube.services.ingest`: conversations read into memories;
 * :mod:`~memcube.services.opening`: the cube folder, its lock and its manifest.
 """
