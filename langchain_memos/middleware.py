@@ -1,8 +1,8 @@
 """``MemoryMiddleware``: long-term memory for ``create_agent``.
 
-Before each model call it asks the cube's scheduler for the current user's working memory about
-the latest user message (``cube.working_memory``) and appends the cube's rendering of it
-(``cube.render``) to the system message. After the agent run it feeds the run's new messages to
+Before each model call it asks the cube for the current user's memory block about the latest
+user message (``cube.memory_block``: the scheduler's choice, every line naming whose words it
+holds) and appends it to the system message. After the agent run it feeds the run's new messages to
 the cube's reader (``cube.add_messages``), with ``session_id`` = the LangGraph thread id. It
 selects and renders nothing itself.
 """
@@ -10,7 +10,7 @@ selects and renders nothing itself.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Annotated, Any
 
@@ -25,10 +25,13 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 from typing_extensions import NotRequired
 
+from langchain_memos._runtime import runtime_user_id
 from memcube import MemCube
+from memcube.checks import is_number
 from memcube.errors import InvalidInputError, InvalidUserIdError
 from memcube.items import MemoryItem, check_scope_id
 from memcube.messages import to_turn
+from memcube.prompting import MemoryBlock
 
 
 class MemoryState(AgentState[Any]):
@@ -58,7 +61,12 @@ class MemoryMiddleware(AgentMiddleware[MemoryState, Any, Any]):
         token_budget: most tokens the recalled block may take in the system message.
         k: how many search candidates the scheduler weighs (default: the cube's
             ``SchedulerConfig.candidates``); it may keep fewer to fit the budget.
-        roles: message roles written back (``"user"``, ``"assistant"``); default: the reader's.
+        roles: message roles written back; default: the reader's (``"user"`` and
+            ``"assistant"``: the assistant's turns are kept so "what did you suggest last
+            time?" can be answered, but they are always shown as the assistant's words, rank
+            below the user's own for questions about the user, and never become user facts).
+        min_score: leave out memories whose search score (calibrated, in ``[0, 1]``) is below
+            this.
         recall: on/off for recall.
         write_back: on/off for writing back.
         agent_id: recorded on memories written back.
@@ -100,6 +108,7 @@ class MemoryMiddleware(AgentMiddleware[MemoryState, Any, Any]):
         recall: bool = True,
         write_back: bool = True,
         agent_id: str | None = None,
+        min_score: float | None = None,
     ) -> None:
         super().__init__()
         if cube is not None and not isinstance(cube, MemCube):
@@ -110,6 +119,8 @@ class MemoryMiddleware(AgentMiddleware[MemoryState, Any, Any]):
             )
         if k is not None and (not isinstance(k, int) or k < 1):
             raise InvalidInputError(f"k must be a positive integer, got {k!r}.")
+        if min_score is not None and (not is_number(min_score) or not 0 <= min_score <= 1):
+            raise InvalidInputError(f"min_score must be a number in [0, 1], got {min_score!r}.")
         check_scope_id(user_id, "user_id")
         self.cube = cube
         self.user_id_key = user_id_key
@@ -120,6 +131,7 @@ class MemoryMiddleware(AgentMiddleware[MemoryState, Any, Any]):
         self.recall = recall
         self.write_back = write_back
         self.agent_id = agent_id
+        self.min_score = min_score
         self.tools = []
 
     # ------------------------------------------------------------------ resolution
@@ -136,12 +148,7 @@ class MemoryMiddleware(AgentMiddleware[MemoryState, Any, Any]):
         )
 
     def _user(self, runtime: Runtime[Any] | None) -> str:
-        context = getattr(runtime, "context", None)
-        value: Any = None
-        if isinstance(context, Mapping):
-            value = context.get(self.user_id_key)
-        elif context is not None:
-            value = getattr(context, self.user_id_key, None)
+        value = runtime_user_id(runtime, self.user_id_key)
         value = value if value is not None else self.user_id
         if value is None:
             raise InvalidUserIdError(
@@ -160,9 +167,8 @@ class MemoryMiddleware(AgentMiddleware[MemoryState, Any, Any]):
         return None
 
     # ------------------------------------------------------------------ recall
-    def _with_memories(self, request: ModelRequest, items: list[MemoryItem]) -> ModelRequest:
-        cube = self._cube(request.runtime)
-        block = cube.render(items, token_budget=self.token_budget)
+    @staticmethod
+    def _with_block(request: ModelRequest, block: str) -> ModelRequest:
         if not block:
             return request
         current = request.system_message
@@ -175,11 +181,12 @@ class MemoryMiddleware(AgentMiddleware[MemoryState, Any, Any]):
             system = SystemMessage(content=[*current.content, {"type": "text", "text": block}])
         return request.override(system_message=system)
 
-    def recall_for(self, request: ModelRequest) -> list[MemoryItem]:
-        """The memories the scheduler chooses for this model request (empty if recall is off)."""
+    def recall_block(self, request: ModelRequest) -> MemoryBlock:
+        """The memory block for this model request, as the cube renders it
+        (:meth:`memcube.MemCube.memory_block`; ``""`` if recall is off or nothing is relevant)."""
         query = self._query(request.messages)
         if not self.recall or query is None:
-            return []
+            return MemoryBlock("")
         cube = self._cube(request.runtime)
         user = self._user(request.runtime)
         extra: dict[str, Any] = {}
@@ -187,26 +194,31 @@ class MemoryMiddleware(AgentMiddleware[MemoryState, Any, Any]):
             extra["config"] = replace(cube.scheduler_config, candidates=self.k)
         # Turns of this thread already written to the cube are on screen: not recalled again.
         on_screen = [m.text for m in request.messages]
-        return cube.working_memory(
+        return cube.memory_block(
             query,
             user_id=user,
             token_budget=self.token_budget,
             exclude_texts=on_screen,
+            min_score=self.min_score,
             **extra,
         )
+
+    def recall_for(self, request: ModelRequest) -> list[MemoryItem]:
+        """The memories the cube puts in the prompt for this model request."""
+        return list(self.recall_block(request).items)
 
     def wrap_model_call(
         self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]
     ) -> ModelResponse:
-        """Append the recalled memories to the system message, then call the model."""
-        return handler(self._with_memories(request, self.recall_for(request)))
+        """Append the recalled memory block to the system message, then call the model."""
+        return handler(self._with_block(request, self.recall_block(request)))
 
     async def awrap_model_call(
         self, request: ModelRequest, handler: Callable[[ModelRequest], Awaitable[ModelResponse]]
     ) -> ModelResponse:
         """Async :meth:`wrap_model_call` (recall runs in a worker thread)."""
-        items = await asyncio.to_thread(self.recall_for, request)
-        return await handler(self._with_memories(request, items))
+        block = await asyncio.to_thread(self.recall_block, request)
+        return await handler(self._with_block(request, block))
 
     # ------------------------------------------------------------------ write-back
     @staticmethod

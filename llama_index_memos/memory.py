@@ -18,11 +18,14 @@ from llama_index.core.memory.types import DEFAULT_CHAT_STORE_KEY, BaseMemory
 from llama_index.core.storage.chat_store import BaseChatStore
 
 from llama_index_memos._common import (
+    INSTRUCTION_ROLES,
+    chat_window,
     check_budget,
     check_cube,
     check_user,
     last_user_text,
     message_text,
+    messages_token_counter,
     token_counter,
     visible_texts,
 )
@@ -42,15 +45,18 @@ class MemCubeMemory(BaseMemory):
     """Chat memory whose long-term part is a :class:`~memcube.MemCube`.
 
     * Short term: a token-limited chat buffer (LlamaIndex's ``ChatMemoryBuffer`` over any
-      ``BaseChatStore``), trimmed at conversation-turn boundaries.
+      ``BaseChatStore``), trimmed at conversation-turn boundaries: the window :meth:`get`
+      returns always starts its conversation at a user message and never holds a tool result
+      without the assistant message that made the call.
     * Long term: every message put into the memory is also written to the cube through its
       reader (``cube.add_messages``), so the cube learns every turn, not only what overflows.
       What a turn becomes (the turn itself, extracted facts and preferences) is the reader's
       decision; ``extractor`` is handed to it unchanged.
-    * ``get(input)`` returns the buffer, preceded by one system message holding the memories the
-      cube's scheduler picks for the latest user message (``cube.working_memory``), rendered by
-      the cube (``cube.render``) within ``memory_token_budget`` tokens. Memories whose text is
-      already in the returned buffer are not repeated.
+    * ``get(input)`` returns the buffer, preceded by one system message holding the cube's memory
+      block for the latest user message (``cube.memory_block``: the scheduler's choice within
+      ``memory_token_budget`` tokens, every line naming whose words it holds, so the assistant's
+      earlier statements and other users' shared memories are never shown as the user's own).
+      Memories whose text is already in the returned buffer are not repeated.
 
     Every read and write is scoped to ``user_id``.
 
@@ -94,6 +100,12 @@ class MemCubeMemory(BaseMemory):
     header: str | None = Field(
         default=None, description="Header line of the memory block (the cube's default if None)."
     )
+    min_score: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="Recall only memories whose search score (calibrated, 0-1) is at least this.",
+    )
     extractor: Any = Field(
         default=None,
         exclude=True,
@@ -134,6 +146,7 @@ class MemCubeMemory(BaseMemory):
         memory_types: Sequence[str] | None = None,
         tags: Sequence[str] | None = None,
         header: str | None = None,
+        min_score: float | None = None,
         extractor: Any = None,
         tokenizer_fn: Callable[[str], list[Any]] | None = None,
         chat_store: BaseChatStore | None = None,
@@ -155,6 +168,8 @@ class MemCubeMemory(BaseMemory):
             memory_token_budget: most tokens the long-term memory message may take.
             filters, memory_types, tags: narrow recall (as in :meth:`memcube.MemCube.search`).
             header: header line of the memory block.
+            min_score: recall only memories whose search score (calibrated, in ``[0, 1]``) is
+                at least this.
             extractor: passed to ``cube.add_messages`` (the reader's default if None).
             tokenizer_fn: token counter for the buffer and the budget (LlamaIndex's default).
             chat_store, chat_store_key: where the short-term buffer lives.
@@ -187,6 +202,7 @@ class MemCubeMemory(BaseMemory):
             memory_types=list(memory_types) if memory_types is not None else None,
             tags=list(tags) if tags is not None else None,
             header=header,
+            min_score=min_score,
             extractor=extractor,
             short_term=short_term,
         )
@@ -215,27 +231,33 @@ class MemCubeMemory(BaseMemory):
 
     # ------------------------------------------------------------------ reads
     def _recall(self, query: str | None, visible: list[ChatMessage], budget: int) -> str:
-        """The cube's working memory for ``query``, rendered by the cube; ``""`` if none."""
+        """The cube's memory block for ``query`` (:meth:`memcube.MemCube.memory_block`)."""
         self._last_recalled = []
         if not query or not query.strip() or budget <= 0:
             return ""
-        count = token_counter(self.tokenizer_fn)
-        items = self.cube.working_memory(
+        block = self.cube.memory_block(
             query,
             user_id=self.user_id,
             token_budget=budget,
-            count_tokens=count,
+            count_tokens=token_counter(self.tokenizer_fn),
+            header=self.header,
+            min_score=self.min_score,
             filters=self.filters,
             exclude_texts=visible_texts(visible),
             memory_types=self.memory_types,
             tags=self.tags,
         )
-        render_kwargs: dict[str, Any] = {"token_budget": budget, "count_tokens": count}
-        if self.header is not None:
-            render_kwargs["header"] = self.header
-        block = self.cube.render(items, **render_kwargs)
-        self._last_recalled = list(items) if block else []
-        return block
+        self._last_recalled = list(block.items)
+        return str(block)
+
+    def _window(self, history: list[ChatMessage], initial_token_count: int) -> list[ChatMessage]:
+        """The part of ``history`` shown with ``initial_token_count`` tokens already taken (see
+        :func:`llama_index_memos._common.chat_window` for the rules)."""
+        return chat_window(
+            history,
+            self.token_limit - initial_token_count,
+            messages_token_counter(self.tokenizer_fn),
+        )
 
     def get(
         self, input: str | None = None, initial_token_count: int = 0, **kwargs: Any
@@ -245,29 +267,50 @@ class MemCubeMemory(BaseMemory):
 
         ``initial_token_count`` is what the caller's own prefix messages take; memory block and
         buffer together stay within ``token_limit`` minus that.
+
+        The window is what chat APIs (OpenAI, Anthropic, Bedrock...) accept:
+
+        * system (and developer) messages come first, then the memory block, then the
+          conversation, which starts at a user message: the oldest turns are dropped whole, and
+          an assistant message or tool result left at the front by trimming is dropped too;
+        * a tool result (role ``tool``/``function``) is shown only with the assistant message
+          that made its call (``ToolCallBlock`` or ``additional_kwargs["tool_calls"]``, matched
+          on ``additional_kwargs["tool_call_id"]``);
+        * the latest user message and everything after it are always shown, even if they alone
+          exceed the limit (as LlamaIndex's ``Memory`` keeps one whole turn), so the model never
+          answers a question it cannot see; an over-long prompt then fails at the LLM;
+        * with no user message in the buffer, only its system messages are returned.
+
+        Raises:
+            InvalidInputError: ``initial_token_count`` exceeds ``token_limit`` (a ``ValueError``,
+                as ``ChatMemoryBuffer`` raises).
         """
+        if initial_token_count > self.token_limit:
+            raise InvalidInputError(
+                f"initial_token_count ({initial_token_count}) exceeds the memory's token_limit "
+                f"({self.token_limit}); create the memory with a larger token_limit."
+            )
+        history = self.short_term.get_all()
         budget = min(self.memory_token_budget, self.token_limit - initial_token_count)
         # The smallest window the buffer can shrink to: what is surely visible in the prompt.
-        visible = self.short_term.get(initial_token_count=initial_token_count + max(budget, 0))
+        visible = self._window(history, initial_token_count + max(budget, 0))
         query = input if isinstance(input, str) and input.strip() else last_user_text(visible)
         if query is None:
-            query = last_user_text(self.short_term.get_all())
+            query = last_user_text(history)
         block = self._recall(query, visible, budget)
         if not block:
-            return self.short_term.get(initial_token_count=initial_token_count)
+            return self._window(history, initial_token_count)
         used = len(self.tokenizer_fn(block))  # can exceed the budget by a newline token or so
-        window = self.short_term.get(
-            initial_token_count=min(initial_token_count + used, self.token_limit)
-        )
+        window = self._window(history, min(initial_token_count + used, self.token_limit))
         at = 0
-        while at < len(window) and window[at].role == MessageRole.SYSTEM:
+        while at < len(window) and window[at].role in INSTRUCTION_ROLES:
             at += 1
         return [*window[:at], ChatMessage(role=MessageRole.SYSTEM, content=block), *window[at:]]
 
     async def aget(
         self, input: str | None = None, initial_token_count: int = 0, **kwargs: Any
     ) -> list[ChatMessage]:
-        """Async :meth:`get`."""
+        """Async :meth:`get` (the same window rules)."""
         return await asyncio.to_thread(
             self.get, input=input, initial_token_count=initial_token_count, **kwargs
         )

@@ -28,9 +28,9 @@ DEFAULT_BLOCK_DESCRIPTION = "Memories about the user from earlier conversations 
 class MemCubeMemoryBlock(BaseMemoryBlock[str]):
     """A memory block for ``Memory.from_defaults(memory_blocks=[...])`` backed by a MemCube.
 
-    * Read (``aget``): the cube's working memory (``cube.working_memory``) for the latest user
-      message of the session, rendered by the cube (``cube.render``) within ``token_budget``
-      tokens. Memories whose text is already among the session's messages are not repeated.
+    * Read (``aget``): the cube's memory block (``cube.memory_block``) for the latest user
+      message of the session, within ``token_budget`` tokens, every line naming whose words it
+      holds. Memories whose text is already among the session's messages are not repeated.
     * Write (``aput``): the messages ``Memory`` flushes out of its short-term queue are read into
       the cube (``cube.add_messages``) with the session id. ``Memory`` hands messages to blocks
       only when its queue overflows ``token_limit * chat_history_token_ratio``; to have the cube
@@ -73,6 +73,12 @@ class MemCubeMemoryBlock(BaseMemoryBlock[str]):
     header: str | None = Field(
         default=None, description="Header line (the cube's default if None)."
     )
+    min_score: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="Recall only memories whose search score (calibrated, 0-1) is at least this.",
+    )
     extractor: Any = Field(
         default=None,
         exclude=True,
@@ -96,32 +102,37 @@ class MemCubeMemoryBlock(BaseMemoryBlock[str]):
         super().__init__(**data)
 
     def _render(self, items: list[MemoryItem], budget: int) -> str:
+        """``items`` re-rendered by the cube within ``budget`` (for :meth:`atruncate`)."""
         kwargs: dict[str, Any] = {
             "token_budget": budget,
             "count_tokens": token_counter(self.tokenizer_fn),
+            "reader": self.user_id,
         }
         if self.header is not None:
             kwargs["header"] = self.header
         return self.cube.render(items, **kwargs)
 
     async def _aget(self, messages: list[ChatMessage] | None = None, **block_kwargs: Any) -> str:
-        """The rendered memories for the latest user message in ``messages`` (``""`` if none)."""
+        """The cube's memory block for the latest user message in ``messages`` (``""`` if
+        none)."""
         messages = list(messages or [])
         query = last_user_text(messages)
         if query is None:
             return ""
-        items = await self.cube.aworking_memory(
+        block = await self.cube.amemory_block(
             query,
             user_id=self.user_id,
             token_budget=self.token_budget,
             count_tokens=token_counter(self.tokenizer_fn),
+            header=self.header,
+            min_score=self.min_score,
             filters=self.filters,
             exclude_texts=visible_texts(messages),
             memory_types=self.memory_types,
             tags=self.tags,
         )
-        text = self._render(items, self.token_budget)
-        self._last = (text, list(items)) if text else None
+        text = str(block)
+        self._last = (text, list(block.items)) if text else None
         return text
 
     async def _aput(self, messages: list[ChatMessage]) -> None:

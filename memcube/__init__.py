@@ -44,6 +44,7 @@ from memcube.items import (
     MemoryType,
     Provenance,
     SearchHit,
+    WriteOutcome,
 )
 from memcube.lifecycle import LifecycleConfig
 from memcube.plaintext.embedder import (
@@ -92,6 +93,7 @@ __all__ = [
     "MemCubeError",
     "MemoryItem",
     "MemoryType",
+    "WriteOutcome",
     "ModelMismatchError",
     "Provenance",
     "RetrievalConfig",

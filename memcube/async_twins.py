@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from memcube.items import MemoryItem, SearchHit
+from memcube.prompting import MemoryBlock
 
 
 class _Sync(Protocol):
@@ -28,6 +29,8 @@ class _Sync(Protocol):
     @property
     def delete(self) -> Callable[..., None]: ...
     @property
+    def delete_all(self) -> Callable[..., int]: ...
+    @property
     def set_expiry(self) -> Callable[..., list[MemoryItem]]: ...
     @property
     def history(self) -> Callable[..., list[MemoryItem]]: ...
@@ -39,6 +42,8 @@ class _Sync(Protocol):
     def working_memory(self) -> Callable[..., list[MemoryItem]]: ...
     @property
     def activation_set(self) -> Callable[..., list[MemoryItem]]: ...
+    @property
+    def memory_block(self) -> Callable[..., MemoryBlock]: ...
     @property
     def count(self) -> Callable[..., int]: ...
 
@@ -72,6 +77,10 @@ class AsyncTwins:
         """Async :meth:`delete`."""
         await asyncio.to_thread(self.delete, id, **kwargs)
 
+    async def adelete_all(self: _Sync, user_id: str, **kwargs: Any) -> int:
+        """Async :meth:`delete_all`."""
+        return await asyncio.to_thread(self.delete_all, user_id, **kwargs)
+
     async def aset_expiry(self: _Sync, ids: Sequence[str], **kwargs: Any) -> list[MemoryItem]:
         """Async :meth:`set_expiry`."""
         return await asyncio.to_thread(self.set_expiry, list(ids), **kwargs)
@@ -93,6 +102,10 @@ class AsyncTwins:
     async def aworking_memory(self: _Sync, query: str, **kwargs: Any) -> list[MemoryItem]:
         """Async :meth:`working_memory`."""
         return await asyncio.to_thread(self.working_memory, query, **kwargs)
+
+    async def amemory_block(self: _Sync, query: str, **kwargs: Any) -> MemoryBlock:
+        """Async :meth:`memory_block`."""
+        return await asyncio.to_thread(self.memory_block, query, **kwargs)
 
     async def aactivation_set(self: _Sync, user_id: str, **kwargs: Any) -> list[MemoryItem]:
         """Async :meth:`activation_set`."""

@@ -20,28 +20,44 @@ Example:
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import Annotated
 
 import typer
-from rich.console import Console, RenderableType
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
-from memcube import errors as E
+from memcube.cli_common import (
+    DEFAULT_CUBE,
+    EXIT_FAILURE,
+    EXIT_INCOMPATIBLE,
+    EXIT_INTERRUPTED,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_REJECTED,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    ChromaOpt,
+    CliError,
+    CubeOpt,
+    JsonOpt,
+    UserOpt,
+    emit,
+    err,
+    errors,
+    is_cube,
+    opened,
+    out,
+    package_version,
+    parse_meta,
+    progress_bars,
+    refuse_orphaned_data,
+)
+from memcube.cli_edit import MemoryIdArg, add_extracted, read_content, resolve_id
+from memcube.cli_edit import delete as delete_command
+from memcube.cli_edit import update as update_command
 from memcube.cli_views import (
     export_view,
     history_view,
@@ -51,22 +67,6 @@ from memcube.cli_views import (
     short,
     stats_view,
 )
-
-if TYPE_CHECKING:
-    # Only for annotations: the cube (and its Chroma and embedder imports) load when a command runs.
-    from memcube import MemCube
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-EXIT_NOT_FOUND = 3
-EXIT_UNAVAILABLE = 4
-EXIT_REJECTED = 5
-EXIT_INCOMPATIBLE = 6
-EXIT_REFUSED = 7
-EXIT_INTERRUPTED = 130
-
-DEFAULT_CUBE = ".memcube"
 
 # The default models ship inside wheels: never wait on a model hub, never draw its progress bars.
 # Applied by main() rather than at import, so importing this module changes nothing for the caller.
@@ -88,220 +88,26 @@ app = typer.Typer(
     "5 archive refused, 6 incompatible, 7 refused by the cube, 130 interrupted.",
 )
 
-out = Console(soft_wrap=False)
-err = Console(stderr=True)
 
-CubeOpt = Annotated[
-    Path,
-    typer.Option("--cube", "-c", envvar="MEMCUBE_PATH", help="Cube folder.", show_default=True),
-]
-ChromaOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--chroma-url",
-        envvar="MEMCUBE_CHROMA_URL",
-        help="Chroma server, e.g. http://localhost:8000.",
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout (for scripts).")]
-UserOpt = Annotated[str, typer.Option("--user", "-u", help="Whose memories.")]
-
-ProgressFn = Callable[[str, int, int | None], None]
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"memcube {package_version()}", highlight=False)
+        raise typer.Exit()
 
 
-# ----------------------------------------------------------------------------- errors
-# First match wins: an error under two bases (UnsupportedArchiveVersionError is both an
-# ArchiveError and a ManifestError) takes the earlier code, and MemCubeError catches the rest.
-_EXIT_CODES: tuple[tuple[type[E.MemCubeError], int], ...] = (
-    (E.ArchiveError, EXIT_REJECTED),
-    (E.ItemNotFoundError, EXIT_NOT_FOUND),
-    (E.InvalidInputError, EXIT_USAGE),
-    (E.CubeLockedError, EXIT_UNAVAILABLE),
-    (E.BackendUnavailableError, EXIT_UNAVAILABLE),
-    (E.EmbedderMismatchError, EXIT_INCOMPATIBLE),
-    (E.ManifestError, EXIT_INCOMPATIBLE),
-    (E.ModelMismatchError, EXIT_INCOMPATIBLE),
-    (E.MemCubeError, EXIT_REFUSED),
-)
-
-
-class _CliError(Exception):
-    """A failure to report to the user: a message, an exit code, and what to do about it.
-
-    Raised by the CLI for what it detects itself (no cube, no such file); errors from the cube
-    are translated into one by :func:`_as_cli_error`.
-    """
-
-    def __init__(
-        self, message: str, code: int, *, kind: str = "Error", hint: str | None = None
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
-        self.kind = kind
-        self.hint = hint
-
-
-def _as_cli_error(exc: BaseException) -> _CliError | None:
-    """The report for ``exc``, or ``None`` for a bug, whose traceback should stay visible."""
-    if isinstance(exc, _CliError):
-        return exc
-    if isinstance(exc, KeyboardInterrupt):
-        return _CliError("interrupted; nothing acknowledged was lost.", EXIT_INTERRUPTED)
-    # Before OSError: AccessDeniedError and BackendUnavailableError are OSErrors too, and their
-    # own message and code say more.
-    if isinstance(exc, E.MemCubeError):
-        code = next((c for cls, c in _EXIT_CODES if isinstance(exc, cls)), EXIT_FAILURE)
-        return _CliError(str(exc), code, kind=type(exc).__name__)
-    if isinstance(exc, OSError):
-        return _CliError(
-            f"{exc.strerror or exc} ({exc.filename or ''}). Check the path and its permissions.",
-            EXIT_FAILURE,
-            kind=type(exc).__name__,
-        )
-    return None
-
-
-def _report_failure(failure: _CliError, *, json_out: bool) -> NoReturn:
-    if json_out:
-        payload: dict[str, Any] = {
-            "type": failure.kind,
-            "message": failure.message,
-            "exit_code": failure.code,
-        }
-        if failure.hint:
-            payload["hint"] = failure.hint
-        # On stdout, like every --json result, so a script reads one JSON document either way.
-        _print_json({"error": payload})
-    else:
-        err.print(f"[bold red]error[/]: {failure.message}", highlight=False)
-        if failure.hint:
-            err.print(f"[yellow]hint[/]: {failure.hint}", highlight=False)
-    raise typer.Exit(failure.code)
-
-
-@contextmanager
-def _errors(json_out: bool) -> Iterator[None]:
-    """Turn an error raised in the block into a message and its exit code (see the module doc)."""
-    try:
-        yield
-    except BaseException as exc:  # typer.Exit and bugs come back as None and propagate
-        failure = _as_cli_error(exc)
-        if failure is None:
-            raise
-        _report_failure(failure, json_out=json_out)
-
-
-# ----------------------------------------------------------------------------- output
-def _print_json(data: Any) -> None:
-    # default=str: datetimes and paths inside reports print as text instead of failing the command.
-    out.print_json(json.dumps(data, default=str, ensure_ascii=False))
-
-
-def _emit(
-    data: Any,
-    *,
-    json_out: bool,
-    show: Iterable[RenderableType] = (),
-    notes: Iterable[RenderableType] = (),
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the installed version and exit.",
+        ),
+    ] = False,
 ) -> None:
-    """Print a command's result: ``data`` as JSON with ``--json``, else ``show`` and ``notes``.
-
-    ``show`` (lines, tables, panels) goes to stdout; ``notes`` (warnings, things left out) go to
-    stderr so they stay out of pipes. With ``--json`` only ``data`` is printed, so either may be
-    a generator that is never consumed then.
-    """
-    if json_out:
-        _print_json(data)
-        return
-    for renderable in show:
-        out.print(renderable)
-    for note in notes:
-        # Notes quote file names and reasons verbatim; number and path highlighting would mislead.
-        err.print(note, highlight=False)
-
-
-# ----------------------------------------------------------------------------- the cube
-def _is_cube(folder: Path) -> bool:
-    from memcube.config import CubeManifest
-
-    return CubeManifest.read(folder.expanduser().resolve()) is not None
-
-
-@contextmanager
-def _opened(
-    cube: Path,
-    chroma_url: str | None,
-    json_out: bool,
-    *,
-    create: bool = False,
-    owner: str | None = None,
-) -> Iterator[MemCube]:
-    """Open the command's cube for the block, then close it (releasing its lock).
-
-    Only ``create`` (``init``) makes a new cube: elsewhere a folder without one is an error, so a
-    mistyped ``--cube`` fails loudly instead of starting an empty cube.
-    """
-    from memcube import MemCube
-
-    path = cube.expanduser()
-    if not create and not _is_cube(path):
-        raise _CliError(
-            f"no cube at {path}.",
-            EXIT_NOT_FOUND,
-            kind="CubeNotFound",
-            hint=f"create one with `memcube init --cube {path}`, or point --cube / $MEMCUBE_PATH at an existing cube.",
-        )
-    # Loading the embedder takes seconds: tell a person at a terminal, never a script. init has
-    # never shown it, and keeps its stderr as it was.
-    waiting: AbstractContextManager[object] = (
-        nullcontext()
-        if create or json_out or not err.is_terminal
-        else err.status("opening the cube (loading the embedder)...")
-    )
-    with waiting:
-        mc = MemCube.open(path, chroma_url=chroma_url, owner=owner)
-    with mc:
-        yield mc
-
-
-@contextmanager
-def _progress(json_out: bool) -> Iterator[ProgressFn]:
-    """A rich progress display, fed by ``progress(stage, done, total)`` callbacks."""
-    bars = Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        disable=json_out or not err.is_terminal,
-        transient=False,
-    )
-    tasks: dict[str, TaskID] = {}
-
-    def update(stage: str, done: int, total: int | None) -> None:
-        if stage not in tasks:
-            tasks[stage] = bars.add_task(stage, total=total)
-        bars.update(tasks[stage], completed=done, total=total)
-
-    with bars:
-        yield update
-
-
-def _parse_meta(pairs: list[str] | None) -> dict[str, Any] | None:
-    if not pairs:
-        return None
-    md: dict[str, Any] = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise E.InvalidMetadataError(f"--meta takes KEY=VALUE, got {pair!r}.")
-        key, raw = pair.split("=", 1)
-        try:
-            md[key] = json.loads(raw)
-        except ValueError:
-            md[key] = raw
-    return md
+    """The options of the command line itself; each subcommand does the work."""
 
 
 def _folder_stats(path: Path) -> dict[str, int]:
@@ -320,16 +126,18 @@ def init(
     json_out: JsonOpt = False,
 ) -> None:
     """Create a cube (or open the one already there) and print what it is."""
-    with _errors(json_out):
-        created = not _is_cube(cube)
-        with _opened(cube, chroma_url, json_out, create=True, owner=owner) as mc:
+    with errors(json_out):
+        created = not is_cube(cube)
+        if created:
+            refuse_orphaned_data(cube)
+        with opened(cube, chroma_url, json_out, create=True, owner=owner) as mc:
             info = {
                 "path": str(mc.path), "cube_id": mc.cube_id, "created": created,
                 "embedder": mc.manifest.embedder_id, "dimension": mc.manifest.embedding_dimension,
                 "backend": chroma_url or "embedded", "memories": mc.count(include_archived=True),
             }  # fmt: skip
         verb = "created" if created else "already a cube:"
-        _emit(
+        emit(
             info,
             json_out=json_out,
             show=[
@@ -342,45 +150,63 @@ def init(
 
 @app.command()
 def add(
-    text: Annotated[str, typer.Argument(help="The memory text.")],
+    ctx: typer.Context,
+    text: Annotated[
+        str, typer.Argument(help="The memory text; `-` reads it from stdin, `@FILE` from a file.")
+    ],
     user: UserOpt,
     cube: CubeOpt = Path(DEFAULT_CUBE),
     chroma_url: ChromaOpt = None,
     memory_type: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--type",
             "-t",
-            help="fact, preference, episodic, profile, long_term, document, working.",
+            help="fact, preference, episodic, profile, long_term (default), document, working.",
         ),
-    ] = "long_term",
+    ] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="A tag (repeatable).")] = None,
     meta: Annotated[
         list[str] | None,
         typer.Option("--meta", help="KEY=VALUE metadata (repeatable; VALUE may be JSON)."),
     ] = None,
-    importance: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.5,
+    importance: Annotated[
+        float | None, typer.Option(min=0.0, max=1.0, help="0 to 1 (default 0.5).")
+    ] = None,
     session: Annotated[str | None, typer.Option(help="Session id.")] = None,
+    extract: Annotated[
+        bool,
+        typer.Option(
+            "--extract",
+            help="Read the text as something the user said: the reader stores the turn and the "
+            "facts and preferences it finds (instead of one memory as given).",
+        ),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Remember one thing for a user."""
-    with _errors(json_out):
-        with _opened(cube, chroma_url, json_out) as mc:
-            item = mc.add(
-                text,
-                user_id=user,
-                memory_type=memory_type,
-                tags=tag,
-                metadata=_parse_meta(meta),
-                importance=importance,
-                session_id=session,
-                provenance={"source": "cli"},
-            )
-        _emit(
-            item.model_dump(mode="json"),
-            json_out=json_out,
-            show=[f"[green]remembered[/] {item.id} for {user}: {short(item.content)}"],
-        )
+    if extract and (memory_type or tag or meta or importance is not None):
+        ctx.fail("--extract decides types itself: --type, --tag, --meta and --importance "
+                    "apply to a plain add.")  # fmt: skip
+    with errors(json_out):
+        content = read_content(text)
+        with opened(cube, chroma_url, json_out) as mc:
+            if extract:
+                data, show, notes = add_extracted(mc, content, user=user, session=session)
+            else:
+                item = mc.add(
+                    content,
+                    user_id=user,
+                    memory_type=memory_type or "long_term",
+                    tags=tag,
+                    metadata=parse_meta(meta),
+                    importance=0.5 if importance is None else importance,
+                    session_id=session,
+                    provenance={"source": "cli"},
+                )
+                data, notes = item.model_dump(mode="json"), []
+                show = [f"[green]remembered[/] {item.id} for {user}: {short(item.content)}"]
+        emit(data, json_out=json_out, show=show, notes=notes)
 
 
 @app.command()
@@ -402,8 +228,8 @@ def search(
     json_out: JsonOpt = False,
 ) -> None:
     """Find a user's memories by meaning and words, best first."""
-    with _errors(json_out):
-        with _opened(cube, chroma_url, json_out) as mc:
+    with errors(json_out):
+        with opened(cube, chroma_url, json_out) as mc:
             hits = mc.search(
                 query,
                 user_id=user,
@@ -419,7 +245,7 @@ def search(
         nothing = err.render_str(
             f"no memories of {user!r} match. Add some with `memcube add ... --user {user}`."
         )
-        _emit(
+        emit(
             [
                 {"score": h.score, "signals": h.signals, "item": h.item.model_dump(mode="json")}
                 for h in hits
@@ -444,12 +270,12 @@ def list_(
     json_out: JsonOpt = False,
 ) -> None:
     """List memories (every user's unless --user)."""
-    with _errors(json_out):
-        with _opened(cube, chroma_url, json_out) as mc:
+    with errors(json_out):
+        with opened(cube, chroma_url, json_out) as mc:
             items = list(itertools.islice(mc.items(user_id=user, include_archived=archived), limit))
             total = mc.count(user_id=user, include_archived=archived)
         title = f"{len(items)} of {total} memories" + (f" of {user}" if user else "")
-        _emit(
+        emit(
             {"total": total, "items": [it.model_dump(mode="json") for it in items]},
             json_out=json_out,
             show=[items_table(items, title=title)],
@@ -458,16 +284,19 @@ def list_(
 
 @app.command()
 def show(
-    memory_id: Annotated[str, typer.Argument(help="The memory's id.")],
+    memory_id: MemoryIdArg,
     cube: CubeOpt = Path(DEFAULT_CUBE),
     chroma_url: ChromaOpt = None,
+    user: Annotated[
+        str | None, typer.Option("--user", "-u", help="Only among this user's memories.")
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Show one memory with its whole version history."""
-    with _errors(json_out):
-        with _opened(cube, chroma_url, json_out) as mc:
-            versions = mc.history(memory_id)
-        _emit(
+    with errors(json_out):
+        with opened(cube, chroma_url, json_out) as mc:
+            versions = mc.history(resolve_id(mc, memory_id, user), user_id=user)
+        emit(
             {
                 "item": versions[-1].model_dump(mode="json"),
                 "history": [v.model_dump(mode="json") for v in versions],
@@ -477,6 +306,10 @@ def show(
         )
 
 
+app.command("update")(update_command)
+app.command("delete")(delete_command)
+
+
 @app.command()
 def stats(
     cube: CubeOpt = Path(DEFAULT_CUBE),
@@ -484,8 +317,8 @@ def stats(
     json_out: JsonOpt = False,
 ) -> None:
     """Counts by user, type and state; caches and adapters on disk."""
-    with _errors(json_out):
-        with _opened(cube, chroma_url, json_out) as mc:
+    with errors(json_out):
+        with opened(cube, chroma_url, json_out) as mc:
             by_user: Counter[str] = Counter()
             by_type: Counter[str] = Counter()
             by_state: Counter[str] = Counter()
@@ -504,17 +337,22 @@ def stats(
                 "activation": _folder_stats(mc.path / "activation"),
                 "adapters": _folder_stats(mc.path / "adapters"),
             }  # fmt: skip
-        _emit(info, json_out=json_out, show=stats_view(info))
+        emit(info, json_out=json_out, show=stats_view(info))
 
 
 @app.command("export")
 def export_(
+    ctx: typer.Context,
     archive: Annotated[Path, typer.Argument(help="Archive to write, e.g. cube.mip.tar.gz.")],
     cube: CubeOpt = Path(DEFAULT_CUBE),
     chroma_url: ChromaOpt = None,
     user: Annotated[
         str | None, typer.Option("--user", "-u", help="Export only this user's memories.")
     ] = None,
+    every: Annotated[
+        bool,
+        typer.Option("--all", help="Export every user's memories (say so: it is not the default)."),
+    ] = False,
     sign: Annotated[
         Path | None,
         typer.Option(
@@ -523,11 +361,19 @@ def export_(
     ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Write the cube (memories with history, KV caches, adapters) to one verifiable archive."""
-    with _errors(json_out):
-        with _opened(cube, chroma_url, json_out) as mc, _progress(json_out) as progress:
+    """Write one user's memories (--user) or everyone's (--all) to one verifiable archive.
+
+    The archive holds the memories with their history, plus the cube's KV caches and adapters.
+    """
+    if user is None and not every:
+        ctx.fail("pass --user USER to export one user's memories, or --all to export every "
+                    "user's (an archive of everyone is no longer the default).")  # fmt: skip
+    if user is not None and every:
+        ctx.fail("pass --user USER or --all, not both.")
+    with errors(json_out):
+        with opened(cube, chroma_url, json_out) as mc, progress_bars(json_out) as progress:
             report = mc.export(archive, user_id=user, signing_key=sign, progress=progress)
-        _emit(
+        emit(
             report.to_dict(),
             json_out=json_out,
             show=export_view(report),
@@ -572,19 +418,19 @@ def import_(
     """Import memories into the cube (created if missing), after verifying everything."""
     from memcube import MemCube
 
-    with _errors(json_out):
+    with errors(json_out):
         if not source.exists():
-            raise _CliError(f"{source} does not exist.", EXIT_NOT_FOUND, kind="FileNotFound")
+            raise CliError(f"{source} does not exist.", EXIT_NOT_FOUND, kind="FileNotFound")
         # Not _opened: the import checks the whole source before it creates or opens the target,
         # so a refused archive leaves no new cube behind.
-        with _progress(json_out) as progress:
+        with progress_bars(json_out) as progress:
             mc, report = MemCube.import_archive(
                 source, into=cube, chroma_url=chroma_url, format=fmt, on_conflict=on_conflict,
                 trusted_keys=list(trust) if trust else None, model_fingerprint=model_fingerprint,
                 user_id=user, progress=progress,
             )  # fmt: skip
             mc.close()
-        _emit(
+        emit(
             report.to_dict(),
             json_out=json_out,
             show=import_view(report, source),
@@ -602,7 +448,7 @@ def keygen(
     """Create an Ed25519 key pair for signing exports (`export --sign`) and trusting them (`import --trust`)."""
     from memcube.interchange import generate_signing_key, key_id, save_keypair
 
-    with _errors(json_out):
+    with errors(json_out):
         key = generate_signing_key()
         priv, pub = save_keypair(key, keyfile)
         info = {
@@ -610,7 +456,7 @@ def keygen(
             "public_key": str(pub),
             "key_id": key_id(key.public_key()),
         }
-        _emit(
+        emit(
             info,
             json_out=json_out,
             show=[
@@ -631,7 +477,7 @@ def demo(
 
     from memcube.demo import run
 
-    with _errors(False):
+    with errors(False):
         run(str(path) if path else tempfile.mkdtemp(prefix="memcube-demo-"))
 
 
@@ -645,6 +491,20 @@ def main() -> None:
         err.print("interrupted")
         sys.exit(EXIT_INTERRUPTED)
 
+
+__all__ = [
+    "EXIT_FAILURE",
+    "EXIT_INCOMPATIBLE",
+    "EXIT_INTERRUPTED",
+    "EXIT_NOT_FOUND",
+    "EXIT_OK",
+    "EXIT_REFUSED",
+    "EXIT_REJECTED",
+    "EXIT_UNAVAILABLE",
+    "EXIT_USAGE",
+    "app",
+    "main",
+]
 
 if __name__ == "__main__":
     main()

@@ -16,7 +16,7 @@ from typing import Any
 
 from memcube.async_twins import AsyncTwins
 from memcube.audit import AuditConfig
-from memcube.checks import is_int
+from memcube.checks import is_int, is_number
 from memcube.cube_governance import GovernanceMethods
 from memcube.errors import InvalidInputError
 from memcube.items import (
@@ -35,6 +35,7 @@ from memcube.lifecycle import LifecycleConfig
 from memcube.plaintext.embedder import Embedder
 from memcube.plaintext.repository import PAGE_SIZE
 from memcube.plaintext.retrieval import RetrievalConfig
+from memcube.prompting import MemoryBlock
 from memcube.redaction import RedactorLike, make_redactor
 from memcube.scheduler import SchedulerConfig
 from memcube.services.opening import cube_folder, lock_folder
@@ -262,6 +263,20 @@ class MemCube(GovernanceMethods, AsyncTwins):
         self._check_open()
         self._versions.delete(id, user_id=user_id, hard=hard)
 
+    def delete_all(self, user_id: str, *, hard: bool = False) -> int:
+        """Archive every memory ``user_id`` owns (not those shared with them), or purge them
+        with ``hard=True``; audited once, as one operation. Returns how many were archived
+        (memories already archived are left as they are) or purged: ``0`` for an unknown user.
+
+        Raises:
+            InvalidUserIdError: ``user_id`` is missing or not a valid id.
+        """
+        self._check_open()
+        check_scope_id(user_id, "user_id", required=True)
+        if not isinstance(hard, bool):
+            raise InvalidInputError(f"hard must be True or False, got {hard!r}.")
+        return self._versions.delete_all(user_id, hard=hard)
+
     #: A deterministic memory id for a composite key (see :func:`memcube.items.keyed_id`).
     keyed_id = staticmethod(keyed_id)
 
@@ -374,8 +389,16 @@ class MemCube(GovernanceMethods, AsyncTwins):
         include_archived: bool = False,
         count_usage: bool = True,
         include_shared: bool = True,
+        min_score: float | None = None,
     ) -> list[SearchHit]:
         """The ``k`` memories of ``user_id`` that best match ``query``, best first.
+
+        ``hit.score`` is a calibrated relevance in ``[0, 1]`` (higher is more relevant),
+        comparable across queries, users and cube sizes, so it can be thresholded: about 0.7 and
+        up for an exact answer, 0.3-0.6 for a memory on the query's topic, under 0.2 for an
+        unrelated one. The per-signal parts are in ``hit.signals`` (see
+        :mod:`memcube.plaintext.calibration`). Memories that repeat a better hit are left out,
+        and the assistant's words rank below the user's own for questions about the user.
 
         Args:
             filters: conditions on header fields or metadata keys, e.g.
@@ -388,9 +411,21 @@ class MemCube(GovernanceMethods, AsyncTwins):
             count_usage: count the hits as accessed (usage signal of the scheduler). The
                 scheduler passes ``False`` and counts only the memories it selects.
             include_shared: also search memories other users shared with ``user_id``.
+            min_score: leave out hits scoring below this (a number in ``[0, 1]``).
+
+        Example:
+            >>> import tempfile
+            >>> with MemCube.open(tempfile.mkdtemp()) as cube:
+            ...     _ = cube.add("I play the cello in a community orchestra", user_id="ann")
+            ...     hits = cube.search("Which instrument do I play?", user_id="ann")
+            ...     unrelated = cube.search("Who won the 1966 World Cup?", user_id="ann")
+            ...     hits[0].score > 0.5, unrelated[0].score < 0.2
+            (True, True)
         """
         self._check_open()
         check_scope_id(user_id, "user_id", required=True)
+        if min_score is not None and (not is_number(min_score) or not 0 <= min_score <= 1):
+            raise InvalidInputError(f"min_score must be a number in [0, 1], got {min_score!r}.")
         if not isinstance(query, str) or not query.strip() or not is_encodable(query):
             raise InvalidInputError("search needs a non-empty query string of valid Unicode text.")
         if not is_int(k) or k < 1:
@@ -408,6 +443,7 @@ class MemCube(GovernanceMethods, AsyncTwins):
             include_archived=include_archived,
             count_usage=count_usage,
             include_shared=include_shared,
+            min_score=min_score,
         )
 
     def items(
@@ -575,6 +611,68 @@ class MemCube(GovernanceMethods, AsyncTwins):
         return working_memory(
             self, self.usage, query, user_id=user_id, token_budget=token_budget, **kwargs
         )
+
+    def memory_block(
+        self,
+        query: str,
+        *,
+        user_id: str,
+        token_budget: int = 512,
+        exclude_texts: Iterable[str] = (),
+        header: str | None = None,
+        count_tokens: Callable[[str], int] | None = None,
+        min_score: float | None = None,
+        **kwargs: Any,
+    ) -> MemoryBlock:
+        """The memory text an agent's prompt gets for ``user_id`` and ``query``, within
+        ``token_budget`` tokens: exactly what the LangChain middleware, the LlamaIndex memory
+        and memory block, the LLM wrappers (``ChatMemOS``, ``MemOSLLM``) and the demo inject.
+        ``""`` when nothing is relevant. The result is a ``str`` whose ``.items`` are the
+        memories it holds.
+
+        The scheduler chooses the memories (:meth:`working_memory`); every line then says whose
+        words it holds (:func:`memcube.prompting.speaker`): ``user said``, ``assistant said``
+        (what the assistant told the user is never presented as a fact about the user), or
+        ``<owner> (shared with you)`` for a memory another user shared.
+
+        Args:
+            exclude_texts: texts already in the prompt (the conversation so far): not repeated.
+            header: the block's first line (default :data:`memcube.prompting.DEFAULT_HEADER`).
+            count_tokens: the model's token counter (default: about four characters a token).
+            min_score: leave out memories whose search score is below this.
+            kwargs: search conditions (``filters``, ``memory_types``, ``tags``...) and
+                ``config`` (a :class:`~memcube.scheduler.SchedulerConfig`).
+
+        Example:
+            >>> import tempfile
+            >>> with MemCube.open(tempfile.mkdtemp()) as cube:
+            ...     _ = cube.add_messages([
+            ...         {"role": "user", "content": "Any tips for Porto?"},
+            ...         {"role": "assistant", "content": "Try Taberna do Ferrolho."},
+            ...     ], user_id="ravi")
+            ...     print(cube.memory_block("Where should we eat in Porto?", user_id="ravi",
+            ...                             token_budget=60))  # doctest: +ELLIPSIS
+            Relevant long-term memories, most relevant first:
+            - [...] user said: Any tips for Porto?
+            - [...] assistant said: Try Taberna do Ferrolho.
+        """
+        from memcube.prompting import DEFAULT_HEADER, MemoryBlock, approx_tokens, render_memories
+
+        count = count_tokens or approx_tokens
+        if min_score is not None:
+            kwargs["min_score"] = min_score
+        items = self.working_memory(
+            query, user_id=user_id, token_budget=token_budget, exclude_texts=exclude_texts,
+            count_tokens=count, **kwargs,
+        )  # fmt: skip
+        text = render_memories(
+            items,
+            header=DEFAULT_HEADER if header is None else header,
+            token_budget=token_budget,
+            count_tokens=count,
+            reader=user_id,
+        )
+        return MemoryBlock(text, items)
 
     def activation_set(
         self, user_id: str, *, token_budget: int | None = None, **kwargs: Any

@@ -43,7 +43,7 @@ class CubeBase:
         grant_cache_seconds: float,
     ) -> None:
         """Open the storage of the cube in ``folder``."""
-        self._closed, self._locks = True, locks
+        self._closed, self._superseded, self._locks = True, False, locks
         self.path, self.chroma_url = folder, chroma_url
         self.manifest, self.embedder = load_manifest(folder, embedder=embedder, owner=owner)
         prefix = self.manifest.collection_prefix
@@ -83,6 +83,16 @@ class CubeBase:
         )
         self._sharing = Sharing(self.repository, self.governance, self._writes, self.audit_log)
         self._closed = False
+        self._locks.attach(self._close_superseded)
+
+    def _close_superseded(self) -> bool:
+        """Close this cube because its folder is being opened again in this process (see
+        :mod:`memcube.services.opening`); ``False`` when it was closed already."""
+        if self._closed:
+            return False
+        self._superseded = True
+        self.close()
+        return True
 
     def close(self) -> None:
         """Flush buffered usage counts and release the client and the lock. Idempotent."""
@@ -121,6 +131,11 @@ class CubeBase:
 
     def _check_open(self) -> None:
         if self._closed:
+            if self._superseded:
+                raise CubeClosedError(
+                    f"this MemCube was closed because {self.path} was opened again in this "
+                    "process; use the MemCube that the later MemCube.open(...) returned."
+                )
             raise CubeClosedError("this MemCube is closed; open it again with MemCube.open(path).")
 
     def flush(self) -> None:

@@ -4,9 +4,15 @@ Understood (case-insensitive): ``today``, ``yesterday``, ``the day before yester
 ``tonight``/``this morning``/``this afternoon``/``this evening``, ``last night``,
 ``N days/weeks/months/years ago`` (digits or number words, ``a``/``an``/``a couple of``/``a few``),
 ``last week/month/year``, ``last weekend``, ``last <weekday>``, ``on <weekday>`` (the most recent
-one before the reference day), ``in <month>`` (the most recent such month, this year's if it has
-begun), ``in <year>``, and explicit dates (``May 7, 2023``, ``7 May 2023``, ``2023-05-07``).
-Future expressions (``tomorrow``, ``next week``) resolve too, forward.
+one before the reference day), ``in``/``since``/``last <month>`` (the most recent such month, this
+year's if it has begun; ``last May`` said in May is last year's), ``<month> <year>``, ``in``/``since <year>``, seasons (``last spring``,
+``this summer``, ``in the autumn``, ``winter 2021``: a season resolves to its first day, spring
+being March, summer June, autumn September and winter December) and explicit dates
+(``May 7, 2023``, ``7 May 2023``, ``2023-05-07``). Future expressions (``tomorrow``,
+``next week``, ``next summer``) resolve too, forward. English only.
+
+:func:`find_durations` finds how long a state has lasted (``for six years``, ``for the past
+two months``) and resolves it to when it began.
 
 Example:
     >>> from datetime import datetime, timezone
@@ -15,6 +21,12 @@ Example:
     '2022-05-10'
     >>> resolve_date("We met last Friday", ref).when.date().isoformat()
     '2024-05-03'
+    >>> resolve_date("I moved to Lisbon last spring", ref).when.date().isoformat()
+    '2023-03-01'
+    >>> resolve_date("I live in NYC since 2019", ref).when.date().isoformat()
+    '2019-01-01'
+    >>> find_durations("I've been vegan for six years", ref)[0].when.date().isoformat()
+    '2018-05-10'
 """
 
 from __future__ import annotations
@@ -42,6 +54,10 @@ _NUM = r"(\d+|a couple of|couple of|a few|few|several|an|a|one|two|three|four|fi
 _UNIT = r"(day|week|month|year)s?"
 _WD = "|".join(WEEKDAYS)
 _MON = "|".join(MONTHS) + r"|jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec"
+_SEASON = r"spring|summer|autumn|fall|winter"
+#: The month each season starts in (meteorological seasons, northern hemisphere).
+SEASON_MONTH = {"spring": 3, "summer": 6, "autumn": 9, "fall": 9, "winter": 12}
+_YEAR = r"((?:19|20)\d{2})"
 
 _RULES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(rf"\b{_NUM}\s+{_UNIT}\s+ago\b", re.I), "ago"),
@@ -63,9 +79,19 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
         "explicit",
     ),
     (re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b"), "iso"),
-    (re.compile(rf"\b(?:in|last)\s+({_MON})\b(?!\s+\d)", re.I), "month"),
-    (re.compile(r"\bin\s+((?:19|20)\d{2})\b", re.I), "year"),
-]
+    (re.compile(rf"\b(?:(?:in|since|from)\s+)?({_MON})\.?,?\s+(?:of\s+)?{_YEAR}\b", re.I), "month_year"),
+    (re.compile(rf"\b(?:(?:in|since|from)\s+)?(?:the\s+)?({_SEASON})\s+(?:of\s+)?{_YEAR}\b", re.I), "season_year"),
+    (re.compile(rf"\b(last|this|next|past|(?:in|since|during)\s+the)\s+({_SEASON})\b", re.I), "season"),
+    (re.compile(rf"\b(?:in|last|since)\s+({_MON})\b(?!\s+\d)", re.I), "month"),
+    (re.compile(rf"\b(?:in|since)\s+{_YEAR}\b", re.I), "year"),
+]  # fmt: skip
+
+_DURATION = re.compile(
+    rf"\bfor\s+(?:the\s+(?:past|last)\s+)?"
+    rf"(?:(?:over|almost|nearly|about|around|roughly|more\s+than|at\s+least)\s+)?"
+    rf"{_NUM}\s+{_UNIT}(?:\s+now)?\b",
+    re.I,
+)
 
 
 @dataclass(frozen=True)
@@ -136,10 +162,36 @@ def _resolve(kind: str, m: re.Match[str], ref: datetime) -> datetime | None:
     if kind == "month":
         month = _month_index(m.group(1))
         year = ref.year if month <= ref.month else ref.year - 1
+        if month == ref.month and m.group(0).lower().startswith("last"):
+            year -= 1  # "last May", said in May
         return day.replace(year=year, month=month, day=1)
     if kind == "year":
         return day.replace(year=int(m.group(1)), month=1, day=1)
+    if kind == "month_year":
+        return day.replace(year=int(m.group(2)), month=_month_index(m.group(1)), day=1)
+    if kind == "season_year":
+        return day.replace(year=int(m.group(2)), month=SEASON_MONTH[m.group(1).lower()], day=1)
+    if kind == "season":
+        return _season(m.group(1).lower().split()[0], SEASON_MONTH[m.group(2).lower()], day)
     return None
+
+
+def _season(which: str, month: int, day: datetime) -> datetime:
+    """The first day of a season named relative to ``day``: ``this`` (the nearest one),
+    ``next`` (the next one to start), ``last``/``past``/``in``/``since``/``during`` (the most
+    recent one; ``last`` skips the season ``day`` is in)."""
+    starts = [
+        day.replace(year=day.year + dy, month=month, day=1) for dy in (-2, -1, 0, 1)
+    ]  # fmt: skip
+    current = max(s for s in starts if s <= day) if any(s <= day for s in starts) else starts[0]
+    if which == "next":
+        return min(s for s in starts if s > day)
+    if which == "this":
+        return min(starts, key=lambda s: abs((s - day).days))
+    in_it = (day - current).days < 92  # ``day`` falls in that season
+    if which == "last" and in_it:
+        return current.replace(year=current.year - 1)
+    return current
 
 
 def find_dates(text: str, ref: datetime) -> list[ResolvedDate]:
@@ -157,6 +209,18 @@ def find_dates(text: str, ref: datetime) -> list[ResolvedDate]:
                 found.append(ResolvedDate(m.group(0), when, m.start(), m.end()))
                 taken.append((m.start(), m.end()))
     return sorted(found, key=lambda r: r.start)
+
+
+def find_durations(text: str, ref: datetime) -> list[ResolvedDate]:
+    """How long something has lasted up to ``ref`` (``for six years``, ``for the past two
+    months``), each resolved to when it began, in text order."""
+    ref = as_utc(ref)
+    day = ref.replace(hour=12, minute=0, second=0, microsecond=0)
+    out = []
+    for m in _DURATION.finditer(text):
+        delta = relativedelta(**{m.group(2).lower() + "s": _count(m.group(1))})
+        out.append(ResolvedDate(m.group(0), day - delta, m.start(), m.end()))
+    return out
 
 
 def resolve_date(text: str, ref: datetime) -> ResolvedDate | None:
@@ -178,4 +242,4 @@ def parse_when(value: str, ref: datetime) -> datetime | None:
     return as_utc(parsed)
 
 
-__all__ = ["ResolvedDate", "find_dates", "parse_when", "resolve_date"]
+__all__ = ["ResolvedDate", "find_dates", "find_durations", "parse_when", "resolve_date"]

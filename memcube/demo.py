@@ -54,20 +54,27 @@ def run(path: str) -> None:
             hits = cube.search(question, user_id="maya", k=2)
             print(f"Q: {question}")
             for hit in hits:
-                print(f"   {hit.score:5.2f}  [{hit.item.memory_type.value}] {hit.item.content}")
+                who = hit.item.metadata.get("role") or "saved"
+                print(
+                    f"   {hit.score:5.2f}  [{hit.item.memory_type.value}, {who}] {hit.item.content}"
+                )
         print("\nanother user sees none of it:", cube.search("Lisbon", user_id="someone-else", k=3))
-        block = cube.render(
-            cube.working_memory("plan a dinner for Maya", user_id="maya", token_budget=120)
-        )
-        print("\nworking memory for 'plan a dinner for Maya':\n" + block)
+        block = cube.memory_block("plan a dinner for Maya", user_id="maya", token_budget=120)
+        print("\nthe memory block an agent's prompt gets for 'plan a dinner for Maya':\n" + block)
     print(f"\ndone in {time.perf_counter() - started:.1f}s (embedded Chroma, offline MiniLM)")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--path", help="cube folder (default: a new temporary folder)")
+    parser.add_argument(
+        "--path", help="cube folder, kept afterwards (default: a temporary folder, removed)"
+    )
     args = parser.parse_args(argv)
-    run(args.path or tempfile.mkdtemp(prefix="memcube-demo-"))
+    if args.path:
+        run(args.path)
+        return
+    with tempfile.TemporaryDirectory(prefix="memcube-demo-") as folder:
+        run(folder)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,15 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from memcube.errors import (
     ContentTooLargeError,
@@ -51,6 +59,29 @@ class LifecycleState(str, Enum):
     FROZEN = "frozen"
     EXPIRED = "expired"
     SUPERSEDED = "superseded"
+
+
+class WriteOutcome(str, Enum):
+    """What an add did with the content it was given (:attr:`MemoryItem.outcome` of the item
+    an add returns: the memory that now holds the content).
+
+    * ``added``: stored as a new memory;
+    * ``replaced``: stored under the caller's id, replacing the memory that had it;
+    * ``merged``: it added nothing to an existing memory (the same words, or a paraphrase with
+      no new number, date, name or other word of substance), which is returned with the
+      newcomer recorded in its provenance (``provenance.detail["merged"]``); its wording stays
+      searchable;
+    * ``superseded``: a new value of an existing memory's subject: it became that memory's new
+      version, the old value is kept in :meth:`~memcube.MemCube.history`;
+    * ``outdated``: an older value of a subject than the current one: stored, already
+      ``superseded``.
+    """
+
+    ADDED = "added"
+    REPLACED = "replaced"
+    MERGED = "merged"
+    SUPERSEDED = "superseded"
+    OUTDATED = "outdated"
 
 
 #: States that a default search skips.
@@ -266,6 +297,26 @@ class MemoryItem(BaseModel):
     last_accessed_at: datetime | None = None
     content_hash: str = ""
     metadata: dict[str, Any] = Field(default_factory=dict)
+    _outcome: WriteOutcome | None = PrivateAttr(default=None)
+
+    @property
+    def outcome(self) -> WriteOutcome | None:
+        """What the add that returned this item did (see :class:`WriteOutcome`); ``None`` on
+        items read back from the cube. Not stored, and not part of equality."""
+        return self._outcome
+
+    def with_outcome(self, outcome: WriteOutcome) -> MemoryItem:
+        """A copy of this item that reports ``outcome``."""
+        out = self.model_copy()
+        out._outcome = outcome
+        return out
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, MemoryItem):
+            return NotImplemented
+        return type(self) is type(other) and self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]
 
     @field_validator("content")
     @classmethod

@@ -18,10 +18,17 @@ by default; chat turns and documents are stored as they come):
   as a separate, already ``superseded`` memory; a frozen current value is never replaced (the
   newcomer is stored beside it and the conflict noted in its provenance).
 * **Exact duplicates** (same user, type and content hash) and **near-duplicates** (cosine
-  similarity >= ``near_duplicate_threshold``) are merged into the existing memory: it keeps its
-  content and gains the newcomer's message ids, id (``provenance.merged_from``) and a record of
-  it (``provenance.detail["merged"]``, the last ``max_merge_records``); its state becomes
-  ``merged``.
+  similarity >= ``near_duplicate_threshold`` *and* nothing new: no topic word, number, date,
+  weekday or name the existing memory lacks, see :func:`memcube.plaintext.lexical.adds_nothing`)
+  are merged into the existing memory: it keeps its content and gains the newcomer's message
+  ids, id (``provenance.merged_from``) and a record of it (``provenance.detail["merged"]``, the
+  last ``max_merge_records``, whose wording stays searchable); its state becomes ``merged``.
+  Embeddings alone cannot tell "Monday" from "Tuesday" (cosine 0.99), so a memory that differs
+  in such a token is always stored as its own memory.
+
+Every add reports what it did on the item it returns (:attr:`~memcube.items.MemoryItem.outcome`,
+a :class:`~memcube.items.WriteOutcome`): ``added``, ``merged`` (the existing memory is
+returned), ``superseded`` (the new version is returned) or ``outdated``.
 
 All checks of a batch take at most three Chroma calls, and none when the batch has no candidate
 (bulk ingestion of chat turns pays nothing). They find stored memories through lookup keys that
@@ -45,9 +52,11 @@ from memcube.items import (
     MemoryItem,
     MemoryType,
     Provenance,
+    WriteOutcome,
     reserved_metadata,
     utcnow,
 )
+from memcube.plaintext.lexical import adds_nothing
 from memcube.plaintext.records import lookup_scope
 
 if TYPE_CHECKING:
@@ -212,7 +221,7 @@ def plan_batch(
             history=[],
             upserts=[(it, list(v), None) for it, v in zip(items, vectors)],
             metadata_updates=[],
-            results=list(items),
+            results=[it.with_outcome(WriteOutcome.ADDED) for it in items],
             events=events,
         )
     # The stored memories these can merge with: visible ones of the same owners and types, found
@@ -254,6 +263,7 @@ def plan_batch(
     pending: dict[str, _Pending] = {}
     history: list[MemoryItem] = []
     final_id: list[str] = []
+    outcomes: list[WriteOutcome] = []
     by_key: dict[tuple[str, str, str], str] = {}  # key -> id of the current (pending) memory
     by_hash: dict[tuple[str, str, str], str] = {}
     batch_vectors: dict[str, np.ndarray] = {}
@@ -282,6 +292,7 @@ def plan_batch(
             put(item, vec, None)
             events["inserted"].append(item.id)
             final_id.append(item.id)
+            outcomes.append(WriteOutcome.ADDED)
             continue
         key = subject_key(item) if cfg.supersede else None
         if key is not None:
@@ -296,6 +307,7 @@ def plan_batch(
                 existing = current(existing)
                 if _value(existing) == _value(item):
                     final_id.append(do_merge(existing, item, "same value"))
+                    outcomes.append(WriteOutcome.MERGED)
                     continue
                 if existing.state == LifecycleState.FROZEN:
                     detail = {**item.provenance.detail, "conflicts_with": existing.id}
@@ -312,6 +324,7 @@ def plan_batch(
                     put(item, vec, None)
                     events["inserted"].append(item.id)
                     final_id.append(item.id)
+                    outcomes.append(WriteOutcome.OUTDATED)
                     continue
                 else:
                     history.append(existing.model_copy(update={"state": LifecycleState.SUPERSEDED}))
@@ -341,6 +354,7 @@ def plan_batch(
                     by_key[key] = new.id
                     batch_vectors[new.id] = _unit(vec)
                     final_id.append(new.id)
+                    outcomes.append(WriteOutcome.SUPERSEDED)
                     continue
         hkey = (item.user_id, item.memory_type.value, item.content_hash)
         if cfg.exact_duplicates:
@@ -350,6 +364,7 @@ def plan_batch(
             if target is not None and _compatible(target, item):
                 target = current(target)
                 final_id.append(do_merge(target, item, "exact duplicate"))
+                outcomes.append(WriteOutcome.MERGED)
                 continue
         if cfg.near_duplicate_threshold is not None:
             best: tuple[float, MemoryItem] | None = near.get(i)
@@ -362,10 +377,13 @@ def plan_batch(
                         best = (sim, other)
             if best is not None and best[0] >= cfg.near_duplicate_threshold:
                 target = current(best[1])
-                if target.state not in (LifecycleState.SUPERSEDED, LifecycleState.ARCHIVED) and (
-                    _compatible(target, item)
+                if (
+                    target.state not in (LifecycleState.SUPERSEDED, LifecycleState.ARCHIVED)
+                    and _compatible(target, item)
+                    and adds_nothing(item.content, target.content)
                 ):
                     final_id.append(do_merge(target, item, f"near duplicate ({best[0]:.3f})"))
+                    outcomes.append(WriteOutcome.MERGED)
                     continue
         put(item, vec, None)
         events["inserted"].append(item.id)
@@ -374,6 +392,7 @@ def plan_batch(
             by_key[key] = item.id
         batch_vectors[item.id] = _unit(vec)
         final_id.append(item.id)
+        outcomes.append(WriteOutcome.ADDED)
 
     upserts = [(p.item, p.vector, p.previous) for p in pending.values() if p.vector is not None]
     meta = [(p.item, p.previous) for p in pending.values() if p.vector is None and p.previous]
@@ -381,7 +400,7 @@ def plan_batch(
         history=history,
         upserts=upserts,
         metadata_updates=meta,
-        results=[pending[i].item for i in final_id],
+        results=[pending[i].item.with_outcome(o) for i, o in zip(final_id, outcomes)],
         events=events,
     )
 

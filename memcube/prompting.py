@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 
 from memcube.items import MemoryItem
@@ -11,16 +12,53 @@ from memcube.items import MemoryItem
 #: given; budgets are a guard against overflowing a context window, not an exact science.
 TokenCounter = Callable[[str], int]
 
-DEFAULT_HEADER = "Relevant long-term memories about the user (most relevant first):"
+DEFAULT_HEADER = "Relevant long-term memories, most relevant first:"
 
 
 def approx_tokens(text: str) -> int:
     return max(1, math.ceil(len(text) / 4))
 
 
-def memory_line(item: MemoryItem) -> str:
+def speaker(item: MemoryItem, reader: str | None = None) -> str:
+    """Who a memory's words belong to, as a prompt line names them (``""``: the reader's own
+    saved memory). ``reader`` is the user the prompt is for; memories of another owner (shared
+    with the reader) always name that owner.
+
+    Example:
+        >>> from memcube.items import MemoryItem
+        >>> turn = MemoryItem(content="Try the ramen", user_id="ann", metadata={"role": "assistant"})
+        >>> speaker(turn, "ann"), speaker(turn, "bob")
+        ('assistant said', 'assistant said to ann (shared with you)')
+        >>> speaker(MemoryItem(content="I run", user_id="ann", metadata={"role": "user"}), "bob")
+        'ann (shared with you) said'
+    """
+    role = item.metadata.get("role")
+    name = item.metadata.get("speaker")
+    shared = reader is not None and item.user_id != reader
+    owner = f"{item.user_id} (shared with you)"
+    if role == "assistant":
+        return f"assistant said to {owner}" if shared else "assistant said"
+    if isinstance(role, str) and role and role != "user":
+        return f"{role} said to {owner}" if shared else f"{role} said"
+    if role == "user":
+        if shared:
+            return f"{owner} said"
+        return f"{name} (user) said" if isinstance(name, str) and name else "user said"
+    return f"{item.user_id}'s memory (shared with you)" if shared else ""
+
+
+def memory_line(item: MemoryItem, reader: str | None = None) -> str:
+    """One prompt line: ``- [date] <who>: <content>`` (see :func:`speaker`)."""
     when = item.event_time or item.created_at
-    return f"- [{when.date().isoformat()}] {item.content}"
+    who = speaker(item, reader)
+    content = item.content
+    if reader is not None and item.user_id != reader and _USER_WORD.match(content):
+        # The reader writes the speaker of a fact as "User"; to another reader that is the owner.
+        content = _USER_WORD.sub(item.user_id, content, count=1)
+    return f"- [{when.date().isoformat()}] {who + ': ' if who else ''}{content}"
+
+
+_USER_WORD = re.compile(r"^User(?=\b)")
 
 
 def render_memories(
@@ -29,20 +67,22 @@ def render_memories(
     header: str = DEFAULT_HEADER,
     token_budget: int | None = None,
     count_tokens: TokenCounter = approx_tokens,
+    reader: str | None = None,
 ) -> str:
     """Render memories as a block for a system prompt, dropping the tail that exceeds the budget.
+    ``reader``: the user the prompt is for (memories of other owners name them).
 
     Example:
         >>> from memcube.items import MemoryItem
         >>> print(render_memories([MemoryItem(content="likes tea", user_id="u")]).splitlines()[0])
-        Relevant long-term memories about the user (most relevant first):
+        Relevant long-term memories, most relevant first:
     """
     if not items:
         return ""
     lines = [header]
     used = count_tokens(header)
     for item in items:
-        line = memory_line(item)
+        line = memory_line(item, reader)
         cost = count_tokens(line)
         if token_budget is not None and used + cost > token_budget:
             break
@@ -51,14 +91,29 @@ def render_memories(
     return "\n".join(lines) if len(lines) > 1 else ""
 
 
+class MemoryBlock(str):
+    """The memory text for a prompt (a ``str``), with the memories it holds in :attr:`items`
+    (for citing and inspection), as :meth:`memcube.MemCube.memory_block` returns it."""
+
+    items: tuple[MemoryItem, ...]
+
+    def __new__(cls, text: str, items: Sequence[MemoryItem] = ()) -> MemoryBlock:
+        block = super().__new__(cls, text)
+        block.items = tuple(items) if text else ()
+        return block
+
+
 def fit_to_budget(
-    items: Sequence[MemoryItem], token_budget: int, count_tokens: TokenCounter = approx_tokens
+    items: Sequence[MemoryItem],
+    token_budget: int,
+    count_tokens: TokenCounter = approx_tokens,
+    reader: str | None = None,
 ) -> list[MemoryItem]:
     """The longest prefix of ``items`` whose rendered lines fit in ``token_budget`` tokens."""
     kept: list[MemoryItem] = []
     used = count_tokens(DEFAULT_HEADER)
     for item in items:
-        cost = count_tokens(memory_line(item))
+        cost = count_tokens(memory_line(item, reader))
         if used + cost > token_budget:
             break
         kept.append(item)

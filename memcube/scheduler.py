@@ -8,7 +8,8 @@ Working memory (:func:`working_memory`)
     The ``candidates`` best search hits for the query are re-scored with a weighted sum of four
     signals, each in ``[0, 1]``:
 
-    * **relevance**: the search score, min-max normalized over the candidates;
+    * **relevance**: the search score (calibrated, in ``[0, 1]``: see
+      :meth:`memcube.MemCube.search`);
     * **recency**: ``0.5 ** (age_days / recency_half_life_days)``, age from when the memory
       happened (``event_time``, falling back to when this version was recorded) to the newest
       candidate's time (so a conversation imported from the past still has recent and old
@@ -18,7 +19,8 @@ Working memory (:func:`working_memory`)
       ``log1p(usage_saturation)``, clipped to ``[0, 1]``.
 
     plus ``type_bonus[memory_type]`` (facts, preferences and profile entries get a small bonus by
-    default, so the current fact outranks the chat turn it was read from). The best are kept, in
+    default, so the current fact outranks the chat turn it was read from). Of a fact and the turn it
+    was read from, only the better-ranked one is kept (one statement, one line). The best are kept, in
     score order, until ``token_budget`` is used up (tokens of the rendered lines, see
     :mod:`memcube.prompting`). Only the items returned are counted as accessed.
 
@@ -181,12 +183,10 @@ def score_candidates(
     if now is None:
         times = [it.event_time or it.updated_at for it in items]
         now = min(max(times), utcnow()) if times else utcnow()
-    lo, hi = (min(relevance), max(relevance)) if relevance else (0.0, 0.0)
-    span = hi - lo
     scored = []
     for pos, (item, rel) in enumerate(zip(items, relevance)):
         signals = {
-            "relevance": (rel - lo) / span if span > 1e-12 else 1.0,
+            "relevance": min(1.0, max(0.0, float(rel))),
             "recency": recency_signal(item, cfg, now),
             "importance": float(item.importance),
             "usage": usage_signal(item, cfg),
@@ -239,9 +239,41 @@ def working_memory(
         query, user_id=user_id, k=cfg.candidates, count_usage=False, **search_kwargs
     )
     scored = score_candidates([h.item for h in hits], [h.score for h in hits], cfg)
-    chosen = fit_to_budget([it for _, it, _ in scored], token_budget, count_tokens)
+    chosen = fit_without_restatements([it for _, it, _ in scored], token_budget, count_tokens,
+                                      user_id)  # fmt: skip
     usage.record_usage([it.id for it in chosen])
     return chosen
+
+
+def _restates(fact: MemoryItem, turn: MemoryItem) -> bool:
+    """``fact`` was extracted from ``turn`` (which says it in the user's own words, and more)."""
+    if fact.provenance.source != "extraction" or turn.provenance.source != "message":
+        return False
+    if fact.user_id != turn.user_id:
+        return False
+    if fact.provenance.message_ids:
+        return set(fact.provenance.message_ids) <= set(turn.provenance.message_ids)
+    statement = fact.metadata.get("statement")  # rule facts name the sentence they came from
+    return isinstance(statement, str) and statement.casefold() in turn.content.casefold()
+
+
+def fit_without_restatements(
+    items: list[MemoryItem], token_budget: int, count_tokens: TokenCounter, reader: str | None
+) -> list[MemoryItem]:
+    """The best of ``items`` (in order) that fit ``token_budget``, where of a fact and the turn
+    it was read from only the better-ranked one is kept: the budget is not spent twice on one
+    statement."""
+    header = count_tokens(DEFAULT_HEADER)
+    kept: list[MemoryItem] = []
+    for item in items:
+        if any(_restates(item, k) or _restates(k, item) for k in kept):
+            continue  # the better-ranked of a fact and its turn speaks for both
+        trial = [*kept, item]
+        used = header + sum(count_tokens(memory_line(k, reader)) for k in trial)
+        if used > token_budget:
+            break
+        kept = trial
+    return kept
 
 
 # ---------------------------------------------------------------------------- activation memory

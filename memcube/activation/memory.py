@@ -5,8 +5,8 @@ For a question from ``user_id``:
 1. the **activation block**: :meth:`MemCube.activation_set` (the user's stable memories, in a
    stable order) rendered by :func:`memcube.prompting.render_memories`; it opens the system turn
    and is served from a KV cache (:class:`~memcube.activation.store.ActivationStore`);
-2. the **working block**: :meth:`MemCube.working_memory` for the question, minus what the
-   activation block already holds, rendered as plain text right after it.
+2. the **working block**: :meth:`MemCube.memory_block` for the question, minus what the
+   activation block already holds, as plain text right after it.
 
 Consecutive questions from one user share the activation block, hence one cache.
 
@@ -127,21 +127,20 @@ class ActivationMemory:
     ) -> MemoryContext:
         """Pick the activation block and the question's working memories (the cube decides)."""
         stable = self.cube.activation_set(user_id, token_budget=activation_budget)
-        held = {it.id for it in stable}
-        working: list[MemoryItem] = []
+        working = ""
         if query.strip() and working_budget > 0:
-            working = [
-                it
-                for it in self.cube.working_memory(
-                    query, user_id=user_id, token_budget=working_budget
-                )
-                if it.id not in held
-            ]
+            # The memories in the cached prefix are in the prompt already: not repeated.
+            working = self.cube.memory_block(
+                query,
+                user_id=user_id,
+                token_budget=working_budget,
+                exclude_texts=[it.content for it in stable],
+            )
         return MemoryContext(
             activation_items=list(stable),
             segments=block_segments(stable),
-            working_items=working,
-            working_block=self.cube.render(working) if working else "",
+            working_items=list(getattr(working, "items", ())),
+            working_block=str(working),
         )
 
     def prefix_cache(

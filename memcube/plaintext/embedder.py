@@ -1,15 +1,100 @@
-"""The ``Embedder`` protocol and the offline default embedder (all-MiniLM-L6-v2 from a wheel)."""
+"""The ``Embedder`` protocol and the offline default embedder (all-MiniLM-L6-v2 from a wheel),
+and :func:`quiet_model_loading`, which keeps memcube's own model loads off the terminal."""
 
 from __future__ import annotations
 
+import sys
 import threading
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Protocol, runtime_checkable
 
 from memcube.errors import EmbedderMismatchError, InvalidInputError
 
 DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_DIMENSION = 384
+
+TqdmHook = Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any]], Any]
+
+# Threads inside quiet_model_loading (a depth per thread: the blocks nest). Only their progress
+# bars are hidden; a user's own model loads in other threads keep theirs.
+_quiet_here = threading.local()
+_hook_lock = threading.Lock()
+_hook_users = 0
+_previous_hook: TqdmHook | None = None
+
+
+def in_quiet_loading() -> bool:
+    """Whether this thread is inside :func:`quiet_model_loading`."""
+    return bool(getattr(_quiet_here, "depth", 0))
+
+
+def _quiet_tqdm_hook(
+    factory: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    if in_quiet_loading():
+        return factory(*args, **{**kwargs, "disable": True})
+    if _previous_hook is not None:  # another thread's bar: whatever the user set up decides
+        return _previous_hook(factory, args, kwargs)
+    return factory(*args, **kwargs)
+
+
+def _import_tqdm_auto_quietly() -> None:
+    # tqdm.auto warns (TqdmWarning) when it is first imported in a notebook without ipywidgets,
+    # and memcube is often what imports transformers, and so tqdm.auto, first. Importing it here
+    # under a filter keeps that quiet. Only this import is inside catch_warnings: the filters that
+    # torch and transformers install when imported must survive (catch_warnings restores all).
+    if "tqdm.auto" in sys.modules:
+        return
+    from tqdm.std import TqdmWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TqdmWarning)
+        import tqdm.auto  # noqa: F401
+
+
+@contextmanager
+def quiet_model_loading() -> Iterator[None]:
+    """Load models without progress bars or ``TqdmWarning``: memcube's own loads are quiet.
+
+    Inside the block, the progress bars ``transformers`` creates in this thread ("Loading
+    weights", "Writing model shards") are disabled through its ``set_tqdm_hook`` (the previous
+    hook is chained for other threads and put back afterwards), and ``tqdm.auto`` is imported
+    without its notebook ``TqdmWarning``. Nothing else changes: the user's transformers
+    verbosity, progress-bar setting and warning filters stay as they were, and bars the user's
+    own code creates in other threads still show.
+
+    Example:
+        >>> from transformers.utils import logging as hf_logging
+        >>> before = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+        >>> with quiet_model_loading():
+        ...     in_quiet_loading()
+        True
+        >>> (hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()) == before
+        True
+    """
+    global _hook_users, _previous_hook
+    _import_tqdm_auto_quietly()
+    from transformers.utils import logging as hf_logging
+
+    with _hook_lock:
+        if _hook_users == 0:
+            previous = hf_logging.set_tqdm_hook(_quiet_tqdm_hook)
+            _previous_hook = None if previous is _quiet_tqdm_hook else previous
+        _hook_users += 1
+    _quiet_here.depth = getattr(_quiet_here, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _quiet_here.depth -= 1
+        with _hook_lock:
+            _hook_users -= 1
+            if _hook_users == 0:
+                current = hf_logging.set_tqdm_hook(_previous_hook)
+                if current is not _quiet_tqdm_hook:  # replaced meanwhile: keep the new one
+                    hf_logging.set_tqdm_hook(current)
+                _previous_hook = None
 
 
 @runtime_checkable
@@ -79,9 +164,10 @@ class SentenceTransformerEmbedder:
         if self._model is None:
             with self._lock:
                 if self._model is None:
-                    from sentence_transformers import SentenceTransformer
+                    with quiet_model_loading():
+                        from sentence_transformers import SentenceTransformer
 
-                    model = SentenceTransformer(self.model_name_or_path, device=self.device)
+                        model = SentenceTransformer(self.model_name_or_path, device=self.device)
                     get_dim = (
                         getattr(model, "get_embedding_dimension", None)
                         or model.get_sentence_embedding_dimension

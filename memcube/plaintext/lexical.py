@@ -96,6 +96,55 @@ def tokenize(text: str, *, stopwords: frozenset[str] = STOPWORDS) -> list[str]:
     return out
 
 
+_NUMBERISH = re.compile(r"\S*\d\S*")
+_NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-zA-Z'-]+")
+_CALENDAR = frozenset(
+    "monday tuesday wednesday thursday friday saturday sunday january february march april may "
+    "june july august september october november december".split()
+)
+
+
+def substantive_tokens(text: str) -> set[str]:
+    """The tokens that make two similar texts different memories: numbers (and anything holding
+    a digit: "4B", "10am", "#2281"), weekdays and months, and names (capitalised words that do
+    not start a sentence).
+
+    Example:
+        >>> sorted(substantive_tokens("Lunch with Priya on Monday at 10am"))
+        ['10am', 'monday', 'priya']
+    """
+    out = {t.strip(".,;:!?()[]\"'").casefold() for t in _NUMBERISH.findall(text)}
+    out |= {w.casefold() for w in re.findall(r"[A-Za-z]+", text) if w.casefold() in _CALENDAR}
+    for m in _NAME.finditer(text):
+        word = m.group(0).casefold()
+        out.add(word[:-2] if word.endswith("'s") else word)
+    out.discard("")
+    out.discard("i")
+    return out
+
+
+def names_nothing_new(new: str, old: str) -> bool:
+    """Every number, date and name of ``new`` (see :func:`substantive_tokens`) is in ``old``
+    (in any case)."""
+    old_words = substantive_tokens(old) | set(re.findall(r"[a-z]+", old.casefold()))
+    return substantive_tokens(new) <= old_words
+
+
+def adds_nothing(new: str, old: str) -> bool:
+    """``new`` says nothing ``old`` does not: every topic word of ``new`` (stemmed, stop words
+    dropped) is in ``old``, and so is every number, date and name. What decides whether a
+    near-duplicate may be merged away: "Monday" and "Tuesday", "4B" and "4D", "Leeds" and
+    "Glasgow" make different memories however close their embeddings are.
+
+    Example:
+        >>> adds_nothing("I have a dentist appointment on Tuesday", "I have a dentist appointment on Monday")
+        False
+        >>> adds_nothing("i'm allergic to PEANUTS!", "I'm allergic to peanuts")
+        True
+    """
+    return names_nothing_new(new, old) and set(tokenize(new)) <= set(tokenize(old))
+
+
 class BM25Index:
     """Okapi BM25 over a growing list of documents (already tokenized or raw text).
 

@@ -14,7 +14,10 @@ to rank what that clause admits. Ranking is hybrid:
   ("in May 2023", "on 8 May 2023"...), see :mod:`memcube.plaintext.temporal`.
 
 Each signal is standardised (z-score over the memories the ``where`` clause admits) and the
-weighted sum is the hit's ``score``; the per-signal values are in ``hit.signals``.
+weighted sum (``hit.signals["fused"]``) ranks the memories. The best of them are then re-scored
+on absolute scales (:mod:`memcube.plaintext.calibration`): that calibrated relevance in
+``[0, 1]`` is the hit's ``score`` and its final order; the per-signal values are in
+``hit.signals``.
 
 Where the work happens: a user's records (ids, flat views, index texts, embeddings) are loaded
 once into a per-process :class:`~memcube.plaintext.userindex.UserIndex` that holds the BM25
@@ -49,12 +52,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import threading
 import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
@@ -63,10 +68,19 @@ from memcube.errors import InvalidInputError, MemCubeError
 from memcube.items import MemoryItem, SearchHit
 from memcube.outbox import Outbox
 from memcube.plaintext.backend import ChromaBackend
+from memcube.plaintext.calibration import (
+    BIAS,
+    WEIGHTS,
+    Candidate,
+    calibrate,
+    content_tokens,
+    coverage,
+    sigmoid,
+)
 from memcube.plaintext.embedder import Embedder
 from memcube.plaintext.lexical import tokenize
 from memcube.plaintext.records import chroma_part, metadata_to_item, needs_check, record_view
-from memcube.plaintext.temporal import format_day, query_periods
+from memcube.plaintext.temporal import exact_periods, format_day, query_periods
 from memcube.plaintext.userindex import UserIndex
 from memcube.plaintext.wherefilter import matches, scope_owners
 
@@ -76,6 +90,18 @@ log = logging.getLogger(__name__)
 CONTEXT_KEY = "context"
 #: Metadata key naming who said/wrote a memory.
 SPEAKER_KEY = "speaker"
+#: Metadata key of the date a memory mentions (set by the reader: "last Friday" -> that day).
+MENTIONS_KEY = "mentions_time"
+
+
+def _timestamp(value: Any) -> float:
+    """POSIX seconds of an ISO-8601 string; NaN for anything else."""
+    if not isinstance(value, str):
+        return math.nan
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return math.nan
 
 
 @dataclass
@@ -164,6 +190,11 @@ class _Entry:
     markers: dict[str, str]
     #: ``time.monotonic()`` when the records were read.
     loaded_at: float
+
+
+def _pool(k: int) -> int:
+    """How many first-stage hits are calibrated for a search of ``k``."""
+    return max(3 * k, 30)
 
 
 def _zscore(x: np.ndarray) -> np.ndarray:
@@ -393,10 +424,11 @@ class Retriever:
     ) -> None:
         """Derive what ranking needs from records' views and append it to ``index``."""
         cfg = self.config
-        lexical_docs, own_docs, sessions = [], [], []
+        lexical_docs, own_docs, sessions, mentions = [], [], [], []
         for md, doc in zip(views, documents):
             data = json.loads(md["json"])
             meta = data.get("metadata") or {}
+            mentions.append(_timestamp(meta.get(MENTIONS_KEY)))
             context = "" if cfg.embed_context else self._context(meta)
             lexical_docs.append(f"{context}\n{doc}" if context else doc)
             speaker = meta.get(SPEAKER_KEY)
@@ -412,6 +444,7 @@ class Retriever:
             embeddings,
             [float(md.get("time_ts") or 0.0) for md in views],
             sessions,
+            mentions,
         )
 
     def _load(self, user_id: str) -> UserIndex:
@@ -494,8 +527,11 @@ class Retriever:
                     return part
         return None
 
-    def search(self, query: str, *, where: dict[str, Any] | None, k: int) -> list[SearchHit]:
-        """The ``k`` best hits for ``query`` among the records ``where`` admits, best first."""
+    def search(
+        self, query: str, *, where: dict[str, Any] | None, k: int, live_only: bool = False
+    ) -> list[SearchHit]:
+        """The ``k`` best hits for ``query`` among the records ``where`` admits, best first
+        (with ``live_only``, expired records are left out before hits are compared)."""
         owners = self._owners(where) if self.config.hybrid else None
         if owners is None:
             return self._dense_only(query, where=where, k=k)
@@ -514,18 +550,108 @@ class Retriever:
             scores, signals = self._score(query, qv, parts)
             # Row i of the scores is position admitted[i - starts[p]] of part p.
             starts = np.cumsum([0] + [admitted.size for _, admitted in parts])
-            hits = []
-            for i in (int(x) for x in np.argsort(-scores, kind="stable")[:k]):
+            tokens = tokenize(query)
+            candidates: list[Candidate] = []
+            now = time.time()
+            for i in (int(x) for x in np.argsort(-scores, kind="stable")):
+                if len(candidates) == _pool(k):
+                    break
                 p = int(np.searchsorted(starts, i, side="right")) - 1
                 index, admitted = parts[p]
-                hits.append(
-                    SearchHit(
-                        item=metadata_to_item(index.metadatas[int(admitted[i - starts[p]])]),
-                        score=float(scores[i]),
-                        signals={name: float(v[i]) for name, v in signals.items()},
-                    )
+                pos = int(admitted[i - starts[p]])
+                if live_only and float(index.metadatas[pos].get("expires_ts") or math.inf) <= now:
+                    continue  # expired: it must not crowd out a live memory
+                first = {name: float(v[i]) for name, v in signals.items()}
+                if len(signals) > 1:
+                    first["fused"] = float(scores[i])
+                candidates.append(
+                    self._candidate(i, index, pos, tokens, first, dense=qv is not None)
                 )
+            if self.config.time_weight:
+                self._exact_time(query, candidates, parts, starts)
+            ranked = calibrate(query, candidates)[:k]
+            hits = []
+            for c in ranked:
+                p = int(np.searchsorted(starts, c.key, side="right")) - 1
+                index, admitted = parts[p]
+                item = metadata_to_item(index.metadatas[int(admitted[c.key - starts[p]])])
+                hits.append(SearchHit(item=item, score=c.score, signals=c.signals))
             return hits
+
+    @staticmethod
+    def _exact_time(
+        query: str,
+        candidates: list[Candidate],
+        parts: list[tuple[UserIndex, np.ndarray]],
+        starts: np.ndarray,
+    ) -> None:
+        """Time signal of the candidates: 1 when the memory happened or mentions a date in a
+        period the query names exactly ("on 15 March": that day), 0.5 when only near it (the
+        first stage's slack)."""
+        mentions = []
+        for c in candidates:
+            p = int(np.searchsorted(starts, c.key, side="right")) - 1
+            index, admitted = parts[p]
+            mentions.append(float(index.mention_ts[int(admitted[c.key - starts[p]])]))
+        years = {
+            datetime.fromtimestamp(t, timezone.utc).year
+            for c, m in zip(candidates, mentions)
+            for t in (c.when, m)
+            if math.isfinite(t) and t > 0
+        }
+        periods = exact_periods(query, years) if years else []
+        for c, said in zip(candidates, mentions):
+            near = c.signals.pop("time", 0.0) > 0
+            if any(a <= t < b for a, b in periods for t in (c.when, said)):
+                c.signals["time"] = 1.0
+            elif near:
+                c.signals["time"] = 0.5
+
+    def _candidate(
+        self,
+        key: int,
+        index: UserIndex,
+        pos: int,
+        tokens: list[str],
+        signals: dict[str, float],
+        *,
+        dense: bool,
+    ) -> Candidate:
+        """The calibration features of record ``pos`` of ``index`` (see
+        :mod:`memcube.plaintext.calibration`)."""
+        md = index.metadatas[pos]
+        data = json.loads(md["json"])
+        meta = data.get("metadata") or {}
+        content = str(data.get("content", ""))
+        speaker = meta.get(SPEAKER_KEY)
+        own = content_tokens(f"{speaker} {content}" if isinstance(speaker, str) else content)
+        for merged in (data.get("provenance") or {}).get("detail", {}).get("merged", []):
+            if isinstance(merged, dict) and isinstance(merged.get("content"), str):
+                own |= content_tokens(merged["content"])  # merged wordings stay findable
+        context = content_tokens(self._context(meta)) - own
+        lexicon = index.lexical
+        unknown = math.log(1.0 + (lexicon.n_docs + 0.5) / 0.5)
+
+        def idf(term: str) -> float:
+            return lexicon.idf(term) or unknown
+
+        if self.config.lexical_weight or self.config.own_lexical_weight:
+            signals["coverage"] = coverage(tokens, own, idf)
+            signals["context_coverage"] = coverage(tokens, own | context, idf) - signals["coverage"]
+        if not dense:
+            signals.pop("dense", None)
+        role = meta.get("role")
+        return Candidate(
+            key=key,
+            content=content,
+            role=role if isinstance(role, str) else None,
+            speaker_key=f"{md.get('user_id')}|{role if role == 'assistant' else 'user'}",
+            when=float(index.event_ts[pos]),
+            vector=index.embeddings[pos] if dense else None,
+            signals=signals,
+            message_ids=frozenset((data.get("provenance") or {}).get("message_ids") or ()),
+            statement=meta.get("statement") if isinstance(meta.get("statement"), str) else None,
+        )
 
     def _score(
         self, query: str, qv: np.ndarray | None, parts: list[tuple[UserIndex, np.ndarray]]
@@ -572,9 +698,11 @@ class Retriever:
             periods = query_periods(query)
             if periods:
                 ts = np.concatenate([e.event_ts[a] for e, a in parts])
+                said = np.concatenate([e.mention_ts[a] for e, a in parts])
                 inside = np.zeros(size, dtype=bool)
                 for start, end in periods:
                     inside |= (ts >= start) & (ts < end)
+                    inside |= (said >= start) & (said < end)  # NaN (no date) compares False
                 if inside.any() and not inside.all():
                     signals["time"] = inside.astype(np.float64)
                     total += cfg.time_weight * inside
@@ -615,7 +743,8 @@ class Retriever:
                 if check and not matches(where, record_view(item)):
                     continue
                 sim = 1.0 - float(dist)
-                hits.append(SearchHit(item=item, score=sim, signals={"dense": sim}))
+                score = sigmoid(BIAS + WEIGHTS["dense"] * sim)  # the calibrated scale
+                hits.append(SearchHit(item=item, score=score, signals={"dense": sim}))
                 if len(hits) == k:
                     return hits
             if len(found) < n:

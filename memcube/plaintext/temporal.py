@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 
 from memcube.items import as_utc
@@ -111,3 +112,52 @@ def query_periods(query: str) -> list[tuple[float, float]]:
             spans.append((_ts(y, 1), _ts(y + 1, 1)))
             taken.append(m.span())
     return spans
+
+
+_NO_YEAR = r"\b(?!,?\s*(?:of\s+)?\d)"
+_DAY_MONTH = re.compile(rf"\b(\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH}{_NO_YEAR}")
+_MONTH_DAY = re.compile(rf"\b{_MONTH}\s+(\d{{1,2}})(?:st|nd|rd|th)?{_NO_YEAR}")
+_IN_MONTH = re.compile(rf"\b(?:in|during|throughout|of|last|this)\s+{_MONTH}{_NO_YEAR}")
+
+
+def exact_periods(query: str, years: Iterable[int]) -> list[tuple[float, float]]:
+    """The periods ``query`` names, without slack: a named day is that day, a month that month.
+    A day or month named without a year ("on 12 September", "in February") is taken in each of
+    ``years`` (the years the memories searched come from).
+
+    Example:
+        >>> [(datetime.fromtimestamp(a, timezone.utc).date().isoformat(),
+        ...   datetime.fromtimestamp(b, timezone.utc).date().isoformat())
+        ...  for a, b in exact_periods("What did I do on Monday 11 March?", [2024])]
+        [('2024-03-11', '2024-03-12')]
+    """
+    q = query.lower()
+    spans: list[tuple[float, float]] = []
+    for m in _ISO.finditer(q):
+        spans += _exact_day(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+    for m in _DAY_MONTH_YEAR.finditer(q):
+        spans += _exact_day(int(m.group(3)), MONTHS[m.group(2)], int(m.group(1)))
+    for m in _MONTH_DAY_YEAR.finditer(q):
+        spans += _exact_day(int(m.group(3)), MONTHS[m.group(1)], int(m.group(2)))
+    if not spans:  # "15 March 2024" names a day, not March
+        for m in _MONTH_YEAR.finditer(q):
+            spans.append(_month_span(int(m.group(2)), MONTHS[m.group(1)]))
+    years = sorted(set(years))
+    for m in _DAY_MONTH.finditer(q):
+        for y in years:
+            spans += _exact_day(y, MONTHS[m.group(2)], int(m.group(1)))
+    for m in _MONTH_DAY.finditer(q):
+        for y in years:
+            spans += _exact_day(y, MONTHS[m.group(1)], int(m.group(2)))
+    if not spans:
+        for m in _IN_MONTH.finditer(q):
+            spans += [_month_span(y, MONTHS[m.group(1)]) for y in years]
+    return spans
+
+
+def _exact_day(y: int, m: int, d: int) -> list[tuple[float, float]]:
+    try:
+        day = datetime(y, m, d, tzinfo=timezone.utc)
+    except ValueError:
+        return []
+    return [(day.timestamp(), (day + timedelta(days=1)).timestamp())]

@@ -42,6 +42,7 @@ class UserIndex:
         self.metadatas: list[dict[str, Any]] = []
         self._emb = np.zeros((0, dimension), dtype=np.float32)
         self._ts = np.zeros(0, dtype=np.float64)
+        self._mention_ts = np.zeros(0, dtype=np.float64)
         self._sessions = np.zeros(0, dtype=np.int64)
         self._session_codes: dict[str, int] = {}
         self.lexical = BM25Index(k1=bm25_k1, b=bm25_b)
@@ -61,6 +62,11 @@ class UserIndex:
         return self._ts[: len(self.ids)]
 
     @property
+    def mention_ts(self) -> np.ndarray:
+        """When the date a record mentions ("last Friday") falls; NaN when it names none."""
+        return self._mention_ts[: len(self.ids)]
+
+    @property
     def sessions(self) -> np.ndarray:
         return self._sessions[: len(self.ids)]
 
@@ -73,6 +79,7 @@ class UserIndex:
         embeddings: np.ndarray,
         event_ts: Sequence[float],
         sessions: Sequence[str],
+        mention_ts: Sequence[float] | None = None,
     ) -> None:
         """Add records at the end. The caller guarantees the ids are new to this index."""
         n, m = len(self.ids), len(ids)
@@ -84,9 +91,11 @@ class UserIndex:
             cap = max(n + m, 2 * self._emb.shape[0], 16)
             self._emb = _grown(self._emb, cap)
             self._ts = _grown(self._ts, cap)
+            self._mention_ts = _grown(self._mention_ts, cap)
             self._sessions = _grown(self._sessions, cap)
         self._emb[n : n + m] = vecs
         self._ts[n : n + m] = event_ts
+        self._mention_ts[n : n + m] = np.nan if mention_ts is None else mention_ts
         codes = self._session_codes
         self._sessions[n : n + m] = [codes.setdefault(s, len(codes)) if s else -1 for s in sessions]
         self.ids.extend(ids)

@@ -25,10 +25,13 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict
 
 from memcube.errors import InvalidInputError, MemCubeError
+from memcube.plaintext.embedder import in_quiet_loading, quiet_model_loading
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -55,7 +59,10 @@ _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _MARKER = "memcube-converted.json"
 _CONVERSION_FORMAT = 1
 
+log = logging.getLogger(__name__)
+
 _lock = threading.RLock()
+_gguf_patch_lock = threading.Lock()
 _loaded: dict[str, tuple[PreTrainedModel, PreTrainedTokenizerBase]] = {}
 _fingerprints: dict[int, tuple[Any, Any, ModelFingerprint]] = {}
 
@@ -114,10 +121,48 @@ def default_model_path() -> Path:
     return target
 
 
+@contextmanager
+def _quiet_gguf_reader() -> Iterator[None]:
+    """Hide the "Converting and de-quantizing GGUF tensors" bar of this thread's conversion.
+
+    transformers draws that bar with ``tqdm.auto.tqdm`` itself, past its own progress-bar
+    switch, so the name is swapped in its GGUF module for the conversion (for this thread only)
+    and put back afterwards. A transformers without that module attribute is left alone.
+    """
+    try:
+        from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    except ImportError:  # pragma: no cover - a transformers without GGUF support
+        yield
+        return
+    namespace = vars(gguf_utils)
+    original = namespace.get("tqdm")
+    if original is None:  # pragma: no cover - another transformers layout
+        yield
+        return
+
+    def quiet_tqdm(*args: Any, **kwargs: Any) -> Any:
+        if in_quiet_loading():
+            kwargs["disable"] = True
+        return original(*args, **kwargs)
+
+    with _gguf_patch_lock:
+        namespace["tqdm"] = quiet_tqdm
+        try:
+            yield
+        finally:
+            namespace["tqdm"] = original
+
+
 def _convert_gguf(gguf: Path, out: Path) -> None:
+    with quiet_model_loading(), _quiet_gguf_reader():
+        _convert_gguf_quietly(gguf, out)
+
+
+def _convert_gguf_quietly(gguf: Path, out: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    log.info("converting the bundled %s once into %s (about 15 s)", DEFAULT_MODEL_NAME, out)
     model = AutoModelForCausalLM.from_pretrained(
         str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
     )
@@ -177,14 +222,15 @@ def load_model(
         hit = _loaded.get(key)
         if hit is not None:
             return hit
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
         try:
-            tokenizer = AutoTokenizer.from_pretrained(key, local_files_only=True)
-            lm = AutoModelForCausalLM.from_pretrained(
-                key, dtype=torch.float32, local_files_only=True
-            )
+            with quiet_model_loading():  # no "Loading weights" bar, no TqdmWarning
+                import torch
+                from transformers import AutoModelForCausalLM, AutoTokenizer
+
+                tokenizer = AutoTokenizer.from_pretrained(key, local_files_only=True)
+                lm = AutoModelForCausalLM.from_pretrained(
+                    key, dtype=torch.float32, local_files_only=True
+                )
         except OSError as exc:
             raise InvalidInputError(
                 f"Could not load model {key!r} from local files ({exc}). memcube never downloads "

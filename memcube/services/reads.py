@@ -112,6 +112,7 @@ class Reads:
         include_archived: bool = False,
         count_usage: bool = True,
         include_shared: bool = True,
+        min_score: float | None = None,
     ) -> list[SearchHit]:
         where = self.where(
             user_id=user_id,
@@ -125,7 +126,8 @@ class Reads:
             check_expiry=False,
             include_shared=include_shared,
         )
-        hits = self.retriever.search(query, where=where, k=k)
+        live_only = not include_archived
+        hits = self.retriever.search(query, where=where, k=k, live_only=live_only)
         if not include_archived:
             # Expired items are dropped here rather than in the where clause (it stays cheap);
             # the lifecycle sweep archives them, so widening is rarely needed.
@@ -136,7 +138,9 @@ class Reads:
                     hits = live[:k]
                     break
                 want *= 4
-                hits = self.retriever.search(query, where=where, k=want)
+                hits = self.retriever.search(query, where=where, k=want, live_only=live_only)
+        if min_score is not None:
+            hits = [h for h in hits if h.score >= min_score]
         if count_usage:
             self.usage.record_usage([h.item.id for h in hits])
         cfg = self.audit.config

@@ -56,7 +56,7 @@ class Sharing:
             grants = [Grant(owner=owner, grantee=with_user, access=acc)]
             self.governance.put_grants(grants)
             detail = {"owner": owner, "with": with_user, "access": acc.value, "scope": "cube"}
-            self.audit.record("share", user_id, (), detail)
+            self.audit.record("share", owner, (), {**detail, "by": _by(user_id)})
             return grants
         wanted = list(dict.fromkeys(ids))
         with self.repository.lock:
@@ -74,7 +74,13 @@ class Sharing:
                 md = {**it.metadata, share_key(with_user): acc.value}
                 changed.append((it.model_copy(update={"metadata": md}), it))
             self.writes.set_in_place(
-                changed, "share", user_id, owner=owner, with_user=with_user, access=acc.value
+                changed,
+                "share",
+                owner,
+                owner=owner,
+                with_user=with_user,
+                access=acc.value,
+                by=_by(user_id),
             )
         return grants
 
@@ -92,11 +98,20 @@ class Sharing:
             for it in self.repository.get(item_ids).values():
                 meta = {k: v for k, v in it.metadata.items() if k != share_key(with_user)}
                 changed.append((it.model_copy(update={"metadata": meta}), it))
-            self.writes.set_in_place(changed, "unshare", user_id, owner=owner, with_user=with_user)
+            self.writes.set_in_place(
+                changed, "unshare", owner, owner=owner, with_user=with_user, by=_by(user_id)
+            )
             self.governance.delete_grants(existing)
         if not changed:
-            self.audit.record("unshare", user_id, (), {"owner": owner, "with_user": with_user})
+            detail = {"owner": owner, "with_user": with_user, "by": _by(user_id)}
+            self.audit.record("unshare", owner, (), detail)
         return len(existing)
+
+
+def _by(user_id: str | None) -> str:
+    """Who made a share: the owner themselves, or the application on the owner's behalf (the
+    audit actor is the owner either way: only the owner or the application may share)."""
+    return "owner" if user_id is not None else "application"
 
 
 __all__ = ["Sharing"]

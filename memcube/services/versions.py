@@ -22,7 +22,7 @@ from memcube.items import (
     translate_validation_error,
     utcnow,
 )
-from memcube.plaintext.repository import ItemRepository
+from memcube.plaintext.repository import PAGE_SIZE, ItemRepository
 from memcube.services.reads import Reads
 from memcube.services.writes import Redact, redacted
 
@@ -114,6 +114,35 @@ class Versions:
                     old_state=item.state,
                     op="delete",
                 )
+
+    def delete_all(self, user_id: str, *, hard: bool) -> int:
+        """Archive every memory ``user_id`` owns (not those shared with them), or purge each
+        with every stored version; one audit entry for the whole operation. Returns how many
+        were archived (those already archived stay as they are) or purged.
+
+        Read page by page into one list first (purging while paging would shift the pages),
+        then archived a page per Chroma call: history first, then one metadata rewrite, as
+        :meth:`delete` does for one memory. Frozen memories are archived too, as by
+        :meth:`delete`."""
+        owned: dict[str, Any] = {"user_id": {"$eq": user_id}}
+        with self.repository.lock:
+            items = list(self.repository.select(owned, batch_size=PAGE_SIZE))
+            if hard:
+                for item in items:
+                    self.repository.purge(item)
+                done = items
+            else:
+                done = [it for it in items if it.state != LifecycleState.ARCHIVED]
+                for start in range(0, len(done), PAGE_SIZE):
+                    page = done[start : start + PAGE_SIZE]
+                    archived = [self._next(it, {"state": LifecycleState.ARCHIVED}) for it in page]
+                    self.repository.put_history(page)  # each keeps the state it had
+                    self.repository.rewrite(list(zip(archived, page)))
+        if done:
+            self.audit.record(
+                "delete_all", user_id, [it.id for it in done], {"hard": hard, "count": len(done)}
+            )
+        return len(done)
 
     def rollback(self, id: str, version: int, *, user_id: str | None) -> MemoryItem:
         """Make ``version`` current again, as a new version."""

@@ -18,6 +18,7 @@ from memcube.items import (
     ADD_FIELDS,
     MemoryItem,
     Provenance,
+    WriteOutcome,
     as_utc,
     build_item,
     check_reserved_metadata,
@@ -158,7 +159,12 @@ class Writes:
                     ids,
                     {"users": actors} if len(actors) > 1 else None,
                 )
-        return plan.results
+        return [
+            it.with_outcome(WriteOutcome.REPLACED)
+            if it.id in existing and it.outcome == WriteOutcome.ADDED
+            else it
+            for it in plan.results
+        ]
 
     def to_item(self, raw: MemoryItem | dict[str, Any], user_id: str | None) -> MemoryItem:
         """A validated (and, if configured, redacted) memory from an ``add_many`` input."""

@@ -112,10 +112,13 @@ def test_export_import_signed(cube_dir: Path, tmp_path: Path) -> None:
         and oct(Path(keys["private_key"]).stat().st_mode)[-3:] == "600"
     )
     archive = tmp_path / "out.mip.tar.gz"
-    exp = run_json("export", str(archive), "--cube", str(cube_dir), "--sign", keys["private_key"])
+    exp = run_json(
+        "export", str(archive), "--all", "--cube", str(cube_dir), "--sign", keys["private_key"]
+    )
     assert exp["signed"] and exp["items"] >= 3
     assert (
-        "exported" in run("export", str(tmp_path / "b.mip.tar.gz"), "--cube", str(cube_dir)).stdout
+        "exported"
+        in run("export", str(tmp_path / "b.mip.tar.gz"), "--all", "--cube", str(cube_dir)).stdout
     )
     rep = run_json(
         "import", str(archive), "--cube", str(tmp_path / "copy"), "--trust", keys["public_key"]

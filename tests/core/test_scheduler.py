@@ -84,7 +84,7 @@ def test_activation_set_is_stable_and_follows_promotion(open_cube) -> None:  # t
     )
     # a tight budget keeps the most important, still in stable order
     cube.update(p1.id, user_id="u", importance=0.9)
-    small = cube.activation_set("u", token_budget=30)
+    small = cube.activation_set("u", token_budget=25)
     assert [i.id for i in small] == [p1.id]
     # voted down: demoted at once from the set, and in state by maintain()
     for _ in range(2):

@@ -217,9 +217,12 @@ def test_turns_on_screen_are_not_recalled_again(cube) -> None:
     model = RecordingChatModel(reply="Noted, Biscuit the greyhound.")
     agent = build(cube, model)
     ask(agent, "My greyhound is called Biscuit.", "t1", "alice")
-    assert cube.count(user_id="alice") == 2  # both turns were written back
+    turns = [i for i in cube.items(user_id="alice") if i.memory_type == "episodic"]
+    assert len(turns) == 2  # both turns were written back
     ask(agent, "What breed is Biscuit?", "t1", "alice")
     assert [m.type for m in model.calls[-1]] == ["system", "human", "ai", "human"]
     assert "greyhound is called Biscuit" not in model.system_text()  # on screen, not recalled
     ask(agent, "What breed is Biscuit?", "t2", "alice")  # a new thread: not on screen
-    assert "My greyhound is called Biscuit." in model.system_text()
+    # the user's statement (the turn, or the fact read from it: one line, never both) is back
+    own = [line for line in model.system_text().splitlines() if "assistant said" not in line]
+    assert sum("greyhound" in line and "Biscuit" in line for line in own) == 1, own

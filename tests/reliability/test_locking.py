@@ -35,13 +35,14 @@ def open_in_subprocess(path: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_same_process_second_open_is_refused_until_closed(tmp_path: Path) -> None:
+def test_same_process_second_open_takes_over_from_the_first(tmp_path: Path) -> None:
     first = MemCube.open(tmp_path / "cube")
+    kept = first.add("written through the first object", user_id="u")
+    second = MemCube.open(tmp_path / "cube")  # closes `first` (flushed), with a warning
     try:
-        with pytest.raises(CubeLockedError, match="chroma_url"):
-            MemCube.open(tmp_path / "cube")
+        assert second.get(kept.id, user_id="u").content == kept.content
     finally:
-        first.close()
+        second.close()
     MemCube.open(tmp_path / "cube").close()
 
 

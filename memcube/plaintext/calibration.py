@@ -1,0 +1,234 @@
+"""Calibrated relevance: the ``hit.score`` a user can threshold.
+
+The first ranking stage (:mod:`memcube.plaintext.retrieval`) fuses z-scored signals, which is
+good at ordering one cube's memories but gives numbers that mean nothing on their own (a single
+hit scores 0.0; adding an unrelated memory moves another's score). This stage re-scores the
+best candidates of that ranking with signals on absolute scales and maps them through a fixed
+logistic curve, so a score is an estimate in ``[0, 1]`` that a memory answers the query,
+comparable across queries, users and cube sizes:
+
+* ``dense``: cosine similarity of the query and memory embeddings;
+* ``coverage``: the share of the query's topic words (IDF-weighted, stop words dropped, lightly
+  stemmed) that the memory's own words contain; ``context_coverage``: the share its context
+  (e.g. the previous turn) adds;
+* ``time``: the memory happened (or mentions a date) in a period the query names;
+* ``speaker``: the assistant's own words count less for questions about the user (not for
+  questions about what the assistant said: "what did you recommend?").
+
+Roughly: an exact or near-verbatim answer scores above 0.7, a memory on the query's topic around
+0.4-0.6, and an unrelated one below 0.2 (measured with the bundled MiniLM embedder; see
+``benchmarks/memory_semantics.py``).
+
+Two rules then shape the final list:
+
+* **current over outdated**: when a newer statement of the same speaker is about the same thing
+  as an older one and announces a change ("now", "no longer", "quit", "switched", "new ...";
+  not "also", "another"), it is ranked at least as high as the older one, which loses
+  ``OUTDATED_PENALTY`` (its value is not presented as current);
+* **no crowding**: a hit that repeats a higher-ranked one of the same speaker (embedding
+  cosine >= ``REPEAT_COSINE`` and nothing new: see :func:`~memcube.plaintext.lexical.adds_nothing`)
+  is left out of the results (it
+  stays stored and findable, it just does not take a second place), and one that is only
+  similar to a higher-ranked one is discounted (maximal marginal relevance), so the same fact
+  said four times does not push other memories out of the top ``k``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from memcube.plaintext.lexical import adds_nothing, tokenize
+
+#: Logistic curve of the calibrated score: ``sigmoid(bias + sum(weight * signal))``.
+WEIGHTS = {"dense": 7.0, "coverage": 3.2, "context_coverage": 0.8, "time": 2.5}
+BIAS = -3.8
+#: Logit added to the assistant's words when the query is not about what the assistant said.
+ASSISTANT_PRIOR = -2.5
+#: Logit taken from an older statement that a newer change statement outdates.
+OUTDATED_PENALTY = 0.8
+#: A change statement is lifted over an older one only if its own logit is within this much.
+CURRENT_MAX_GAP = 4.0
+#: Two memories this similar (embedding cosine) are about the same thing.
+SAME_TOPIC_COSINE = 0.35
+#: A hit this similar to a higher-ranked one, adding no word, number, date or name, repeats it.
+REPEAT_COSINE = 0.85
+#: From this similarity to a higher-ranked hit of the same speaker, a hit loses up to
+#: ``REDUNDANCY_WEIGHT`` of its logit (linearly up to cosine 1): it says little that is new.
+SIMILAR_COSINE = 0.5
+REDUNDANCY_WEIGHT = 4.0
+
+_ADDRESSED = re.compile(
+    r"\b(?:did|have|had)\s+you\b(?!\s+know\b)|\bdo\s+you\s+remember\b"
+    r"|\byou(?:'ve|\s+have|\s+had)?\s+(?:\w+\s+){0,2}?(?:said|say|suggest\w*|recommend\w*|told|"
+    r"tell|mention\w*|propos\w*|advis\w*|gave|give|pick\w*|thought|came up with|wrote)\b"
+    r"|\byour\s+(?:suggestion|recommendation|advice|idea|tip|answer|opinion|pick|list|plan)s?\b"
+    r"|\bassistant\b",
+    re.I,
+)
+_CHANGE = re.compile(
+    r"\b(?:now|no longer|not\b.{0,40}\b(?:any ?more|these days)|any ?more|quit|quitting|"
+    r"stopped|gave up|given up|cut out|switched|switching|changed|moved|new|newly|previous|"
+    r"old|former|formerly|update|updated|left|broke up|split up|divorced|replaced|instead|"
+    r"these days|nowadays|currently|finally|started|no more|used to|ex-?)\b",
+    re.I,
+)
+_ADDITIVE = re.compile(r"\b(?:also|another|too|as well|second|other|both|plus)\b", re.I)
+
+
+def sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def addresses_assistant(query: str) -> bool:
+    """The query asks about the assistant's own words ("what did you recommend?"), not about
+    the user ("what do you know about my job?").
+
+    Example:
+        >>> addresses_assistant("what was that place you recommended?")
+        True
+        >>> addresses_assistant("What do you know about my job?")
+        False
+    """
+    return _ADDRESSED.search(query) is not None
+
+
+def announces_change(text: str) -> bool:
+    """The statement reports a change of state, not an additional fact."""
+    return _CHANGE.search(text) is not None and _ADDITIVE.search(text) is None
+
+
+def coverage(
+    query_tokens: Sequence[str], doc_tokens: set[str], idf: Callable[[str], float]
+) -> float:
+    """IDF-weighted share of the query's tokens found in ``doc_tokens`` (0 without tokens)."""
+    terms = set(query_tokens)
+    if not terms:
+        return 0.0
+    weights = {t: max(idf(t), 0.3) for t in terms}
+    total = sum(weights.values())
+    return sum(w for t, w in weights.items() if t in doc_tokens) / total
+
+
+@dataclass
+class Candidate:
+    """One first-stage hit to calibrate: its features and (after :func:`calibrate`) score."""
+
+    key: int
+    content: str
+    role: str | None
+    speaker_key: str
+    when: float
+    vector: np.ndarray | None
+    signals: dict[str, float] = field(default_factory=dict)
+    #: Where it came from: message ids, and for an extracted fact the sentence it was read from.
+    message_ids: frozenset[str] = frozenset()
+    statement: str | None = None
+    logit: float = 0.0
+    score: float = 0.0
+
+
+def calibrate(query: str, candidates: list[Candidate]) -> list[Candidate]:
+    """Score ``candidates`` (their ``signals`` hold dense / coverage / context_coverage / time),
+    apply the current-over-outdated and no-crowding rules; returns them best first, repeats
+    left out."""
+    about_assistant = addresses_assistant(query)
+    for c in candidates:
+        logit = BIAS + sum(WEIGHTS[name] * c.signals.get(name, 0.0) for name in WEIGHTS)
+        if c.role == "assistant" and not about_assistant:
+            logit += ASSISTANT_PRIOR
+            c.signals["speaker"] = ASSISTANT_PRIOR
+        c.logit = logit
+    _prefer_current(candidates)
+    ranked = _diversify(candidates)
+    for c in ranked:
+        c.score = sigmoid(c.logit)
+    return ranked
+
+
+def _prefer_current(candidates: list[Candidate]) -> None:
+    """Newer change statements rank at least as high as the older statements they outdate."""
+    with_vec = [c for c in candidates if c.vector is not None and c.role != "assistant"]
+    changes = [c for c in with_vec if announces_change(c.content)]
+    for new in changes:
+        for old in with_vec:
+            if old is new or old.speaker_key != new.speaker_key or old.when >= new.when:
+                continue
+            if _same_source(old, new):  # a fact and the turn it was read from
+                continue
+            assert old.vector is not None and new.vector is not None
+            if float(np.dot(old.vector, new.vector)) < SAME_TOPIC_COSINE:
+                continue
+            # Only a statement that itself answers the query is lifted (not any newer change).
+            if new.logit < old.logit - CURRENT_MAX_GAP or new.signals.get("dense", 1.0) < 0.15:
+                continue
+            if new.logit < old.logit:
+                new.signals["current"] = old.logit - new.logit
+                new.logit = old.logit + 1e-3
+            old.logit -= OUTDATED_PENALTY
+            old.signals["outdated"] = -OUTDATED_PENALTY
+
+
+def _same_source(a: Candidate, b: Candidate) -> bool:
+    if a.message_ids & b.message_ids:
+        return True
+    return any(
+        x.statement is not None and x.statement.casefold() in y.content.casefold()
+        for x, y in ((a, b), (b, a))
+    )
+
+
+def _diversify(candidates: list[Candidate]) -> list[Candidate]:
+    """Greedy selection, best first: a candidate that repeats a chosen one (see
+    :data:`REPEAT_COSINE`) is left out; one that is merely similar to a chosen one loses
+    ``REDUNDANCY_WEIGHT * (cosine - SIMILAR_COSINE) / (1 - SIMILAR_COSINE)`` of its logit (not
+    an extracted fact and the turn it was read from: the statement and its evidence)."""
+    pool = list(candidates)
+    kept: list[Candidate] = []
+    while pool:
+        best = max(pool, key=lambda c: c.logit)
+        pool.remove(best)
+        kept.append(best)
+        if best.vector is None:
+            continue
+        for c in list(pool):
+            if c.vector is None or c.speaker_key != best.speaker_key:
+                continue
+            sim = float(np.dot(best.vector, c.vector))
+            if sim >= REPEAT_COSINE and adds_nothing(c.content, best.content):
+                best.signals["repeats"] = best.signals.get("repeats", 0.0) + 1.0
+                pool.remove(c)
+            elif sim > SIMILAR_COSINE and not _same_source(best, c):
+                penalty = REDUNDANCY_WEIGHT * (sim - SIMILAR_COSINE) / (1.0 - SIMILAR_COSINE)
+                c.logit -= penalty
+                c.signals["redundancy"] = c.signals.get("redundancy", 0.0) - penalty
+    return kept
+
+
+def content_tokens(text: str) -> set[str]:
+    """The stemmed topic words of a text (what :func:`coverage` matches)."""
+    return set(tokenize(text))
+
+
+__all__ = [
+    "ASSISTANT_PRIOR",
+    "BIAS",
+    "CURRENT_MAX_GAP",
+    "Candidate",
+    "OUTDATED_PENALTY",
+    "REDUNDANCY_WEIGHT",
+    "REPEAT_COSINE",
+    "SIMILAR_COSINE",
+    "SAME_TOPIC_COSINE",
+    "WEIGHTS",
+    "addresses_assistant",
+    "announces_change",
+    "calibrate",
+    "content_tokens",
+    "coverage",
+    "sigmoid",
+]
