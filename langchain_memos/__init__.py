@@ -3,6 +3,7 @@
 Every class here translates to the cube; scoping, ranking and prompt rendering are decided there.
 """
 
+from langchain_memos._runtime import MissingUserIdError
 from langchain_memos.chat_history import MemCubeChatMessageHistory
 from langchain_memos.chat_model import ChatMemOS
 from langchain_memos.middleware import MemoryMiddleware, MemoryState
@@ -24,6 +25,7 @@ __all__ = [
     "MemCubeStore",
     "MemoryMiddleware",
     "MemoryState",
+    "MissingUserIdError",
     "SaveMemoryTool",
     "SearchMemoriesTool",
     "UpdateMemoryTool",

@@ -478,7 +478,11 @@ def demo(
     from memcube.demo import run
 
     with errors(False):
-        run(str(path) if path else tempfile.mkdtemp(prefix="memcube-demo-"))
+        if path is not None:
+            run(str(path))
+            return
+        with tempfile.TemporaryDirectory(prefix="memcube-demo-") as folder:  # removed afterwards
+            run(folder)
 
 
 def main() -> None:

@@ -70,6 +70,14 @@ def _not_together(m: re.Match[str], ctx: Ctx) -> list[Claim]:
     return [Claim(f"{WHO} is no longer in a relationship", "relationship", "single")]
 
 
+def _not_with(m: re.Match[str], ctx: Ctx) -> list[Claim]:
+    """Reads "I'm no longer with Marco" (said with "anymore" / "no longer")."""
+    who = _partner_name(m.group("p"), ctx)
+    if who is None or not ctx.changed:
+        return []
+    return [Claim(f"{WHO} is no longer with {who}", "relationship", f"not with {who}")]
+
+
 def _single(m: re.Match[str], ctx: Ctx) -> list[Claim]:
     state = m.group("k").lower()
     return [Claim(f"{WHO} is {state}", "relationship", state)]
@@ -187,9 +195,8 @@ def _left(m: re.Match[str], ctx: Ctx) -> list[Claim]:
     name = org(m.group("v"), ctx, proper=True)
     if name is None or not (name[0].isupper() or ctx.lower):
         return []  # "I left my keys", "I left early"
-    if name.split()[0].lower() in {"my", "their", "the", "a", "an", "work", "home", "early"}:
-        if not name[0].isupper():
-            return []
+    if ctx.lower and name.split()[0] in {"my", "their", "the", "a", "an", "work", "home", "early"}:
+        return []
     key = name.casefold()
     if ctx.known.get("band", "").casefold() == key:
         return [
@@ -218,6 +225,17 @@ def _residence_end(m: re.Match[str], ctx: Ctx) -> list[Claim]:
 
 
 # ---------------------------------------------------------------------------- habits, diet
+def _used_to_live(m: re.Match[str], ctx: Ctx) -> list[Claim]:
+    town = place(m.group("v"), ctx)
+    return [Claim(f"{WHO} no longer lives in {town}", "residence", f"not {town}")] if town else []
+
+
+def _used_to(m: re.Match[str], ctx: Ctx) -> list[Claim]:
+    """Reads "I used to smoke": the habit ended."""
+    verb = m.group("verb").lower()
+    return [Claim(f"{WHO} no longer {verb}s", f"habit: {_BASE_VERBS[verb]}", f"no longer {verb}s")]
+
+
 def _verb(said: str) -> str:
     said = " ".join(said.lower().split())
     return {"given up": "gave up", "quitted": "quit"}.get(said, said)
@@ -274,13 +292,14 @@ def _stopped(m: re.Match[str], ctx: Ctx) -> list[Claim]:
                 name="diet_end",
             )
         ]
-    if bare in _HABIT_NOUNS:
+    if bare in _HABIT_NOUNS or bare.split()[-1] in _PASTIMES:
         return [Claim(f"{WHO} {verb} {what}", f"habit: {bare}", verb)]
     if verb in {"quit", "dropped", "ditched"} and (what[0].isupper() or ctx.lower):
         return _left(m, ctx)
     return []
 
 
+_PASTIMES = frozenset("gym choir team club league course class classes orchestra".split())
 _BASE_VERBS = {"smoke": "smoking", "vape": "vaping", "gamble": "gambling", "drink": "drinking"}
 
 
@@ -402,7 +421,12 @@ RULES = [
     Rule("employer_end", rx(rf"{_PERF}{ADV}(?:quit|left|resigned\s+from|handed\s+in\s+my\s+notice\s+at)\s+my\s+(?:old\s+|current\s+)?(?:job|position|role|post)\s+(?:at|with)\s+{V}"), FACT, _employer_end),
     Rule("employer_end", rx(rf"I(?:'ve|\s+have)?\s+(?:just\s+)?(?:got|was|were|been)\s+{_FIRED}\s+(?:from|at|by)\s+{V}"), FACT, _employer_end),
     Rule("employer_end", rx(rf"{_PERF}{ADV}(?:resigned|retired)\s+from\s+{V}"), FACT, _employer_end),
-    Rule("employer_end", rx(rf"{AM}\s+(?:no\s+longer|not)\s+(?:at|with)\s+{V}"), FACT, _not_at),
+    Rule("employer_end", rx(rf"{AM}\s+(?:no\s+longer|not)\s+at\s+{V}"), FACT, _not_at),
+    Rule("relationship_end", rx(rf"{AM}\s+(?:no\s+longer|not)\s+with\s+(?P<p>.+)"), FACT, _not_with),
+    Rule("employer_end", rx(rf"I\s+used\s+to\s+work\s+(?:at|for)\s+{V}"), FACT, _employer_end),
+    Rule("residence_end", rx(rf"I\s+used\s+to\s+live\s+in\s+{V}"), FACT, _used_to_live),
+    Rule("habit_end", rx(r"I\s+used\s+to\s+(?P<verb>smoke|vape|gamble)\b"), FACT, _used_to),
+    Rule("diet_end", rx(rf"I\s+used\s+to\s+be\s+(?:an?\s+)?(?P<v>{DIETS})\b"), PREFERENCE, _not_diet),
     Rule("employer_end", rx(rf"I\s+(?P<k>(?:'ve\s+|have\s+)?{ADV}(?:quit|left|lost)\s+my\s+job)\b"), FACT, _lost_job),
     Rule("employer_end", rx(rf"I\s+(?P<k>(?:got|was|have\s+been|'ve\s+been)\s+{_FIRED})\s*$"), FACT, _lost_job),
     Rule("employer_end", rx(rf"{AM}\s+{ADV}(?P<k>unemployed|between\s+jobs|out\s+of\s+work|retired|jobless)\b"), FACT, _not_working),

@@ -79,7 +79,10 @@ _LEAD = re.compile(
 
 
 #: A compound subject with the speaker: "My partner and I", "Sam and I".
-_COMPOUND = re.compile(r"^(?:[Mm]y\s+[\w-]+(?:\s+[A-Z][\w'-]+)?|[A-Z][\w'-]+)\s+and\s+I\b")
+_COMPOUND = re.compile(
+    r"^(?:(?:[Mm]y\s+[\w-]+(?:\s+[A-Z][\w'-]+)?|[A-Z][\w'-]+)\s+and\s+(?:I|me)"
+    r"|[Mm]e\s+and\s+(?:my\s+[\w-]+|[A-Z][\w'-]+))\b"
+)
 
 
 @dataclass(frozen=True)

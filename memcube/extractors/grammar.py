@@ -154,7 +154,7 @@ def job(
                     employer,
                     name="employer",
                     memory_type=MemoryType.FACT,
-                )  # fmt: skip
+                )
             )
     content = f"{who} {verb} {third_person(title)}{where}"
     return [Claim(content, "occupation", bare.lower(), name="occupation"), *out]

@@ -53,7 +53,7 @@ RELATIONS = (
     "grandma|granny|grandmother|grandpa|grandad|granddad|grandfather|grandson|granddaughter|"
     "friend|roommate|flatmate|housemate|neighbou?r|boss|colleague|coworker|co-worker|manager|"
     "landlord|landlady|mother-in-law|father-in-law|sister-in-law|brother-in-law|stepmum|stepmom|"
-    "stepdad|stepson|stepdaughter|ex|ex-wife|ex-husband|twin"
+    "stepdad|stepson|stepdaughter|ex|ex-wife|ex-husband|twin|twins|kids|children|boys|girls"
 )
 RELATION_MODIFIERS = (
     "older|younger|little|big|baby|twin|eldest|oldest|youngest|best|step|half|ex|new|old|late"
@@ -174,7 +174,8 @@ STOPS_OCCUPATION = STOPS_COMMON | frozenset("at for in with on from by about dur
 STOPS_THING = STOPS_COMMON - {"and", "plus"} | frozenset("for to from on at during".split())
 STOPS_ACTIVITY = STOPS_COMMON | frozenset(
     "on at with every twice once in for from during online most often sometimes regularly "
-    "weekly daily competitively casually professionally together badly".split()
+    "weekly daily competitively casually professionally together badly one two three four "
+    "five six seven several".split()
 )
 #: A value never ends with one of these: it would be a fragment ("a job at a").
 FUNCTION_WORDS = frozenset(
@@ -233,6 +234,12 @@ FILLERS = (
     "finally",
     "officially",
     "still",
+    "completely",
+    "entirely",
+    "altogether",
+    "totally",
+    "cold turkey",
+    "for a while",
     "either",
     "ever since",
     "and all",
@@ -254,6 +261,8 @@ def is_occupation(phrase: str) -> bool:
     if not words:
         return False
     head = words[-1].rstrip(".,")
+    if "stay at home" in " ".join(words):  # "a stay-at-home dad"
+        return True
     if head in NOT_OCCUPATIONS or words[0] in {"big", "huge", "keen", "avid", "massive"}:
         return False
     if head in OCCUPATIONS or (head.endswith("s") and head[:-1] in OCCUPATIONS):

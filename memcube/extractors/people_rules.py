@@ -80,7 +80,8 @@ def _age(m: re.Match[str], ctx: Ctx) -> list[Claim]:
     rest = m.group("rest").strip(" ,.!")
     if person is None or not 0 < n < 120 or (rest and phrase(rest, stops=STOPS_COMMON)):
         return []
-    return [Claim(f"{person[0]} is {n} years old", "age", str(n), entity=person[1])]
+    verb = "are" if m.group("verb").lower() == "are" else "is"
+    return [Claim(f"{person[0]} {verb} {n} years old", "age", str(n), entity=person[1])]
 
 
 def _allergy(m: re.Match[str], ctx: Ctx) -> list[Claim]:
@@ -107,7 +108,7 @@ RULES = [
     Rule("relative_residence", rx(rf"{_REL}(?:\s+{ADV}|(?='))(?:moved|has\s+moved|'s\s+moved|is\s+moving|'s\s+moving|relocated|has\s+relocated)\s+(?:back\s+)?to\s+{V}"), FACT, _residence),
     Rule("relative_employer", rx(rf"{_REL}(?:\s+{ADV}|(?='))(?:works|is\s+working|'s\s+working|has\s+worked|has\s+been\s+working)\s+(?:at|for)\s+{V}"), FACT, _employer),
     Rule("relative_occupation", rx(rf"{_REL}(?:\s+{ADV}|(?='))(?P<verb>works\s+as|is\s+working\s+as|is|'s)\s+(?P<v>(?:a|an)\s+.+)"), FACT, _occupation),
-    Rule("relative_age", rx(rf"{_REL}(?:\s+|(?='))(?:is|'s|just\s+turned|turned|turns)\s+(?P<n>\d{{1,3}})(?:\s+(?:years?|yrs?)\s+old)?(?P<rest>.*)$"), PROFILE, _age),
+    Rule("relative_age", rx(rf"{_REL}(?:\s+|(?='))(?P<verb>is|are|'s|just\s+turned|turned|turns)\s+(?P<n>\d{{1,3}})(?:\s+(?:years?|yrs?)\s+old)?(?P<rest>.*)$"), PROFILE, _age),
     Rule("relative_allergy", rx(rf"{_REL}(?:\s+|(?='))(?:is|'s)\s+{ADV}(?:severely\s+|very\s+)?allergic\s+to\s+{V}"), FACT, _allergy),
     Rule("relative_name", rx(rf"{_RELATION}(?:'s\s+name\s+is|'s\s+name's|\s+is\s+called|\s+is\s+named|'s\s+called)\s+{V}"), PROFILE, _named),
 ]  # fmt: skip

@@ -30,7 +30,14 @@ from memcube.extractors.grammar import (
     rx,
     thing,
 )
-from memcube.extractors.lexicon import CONDITIONS, DEMONYMS, DIETS, STOPS_COMMON, STOPS_ORG
+from memcube.extractors.lexicon import (
+    CONDITIONS,
+    DEMONYMS,
+    DIETS,
+    STOPS_COMMON,
+    STOPS_OCCUPATION,
+    STOPS_ORG,
+)
 from memcube.extractors.text import phrase, strip_article
 from memcube.items import MemoryType
 
@@ -102,6 +109,9 @@ def _new_job(m: re.Match[str], ctx: Ctx) -> list[Claim]:
 
 
 def _work_in(m: re.Match[str], ctx: Ctx) -> list[Claim]:
+    field = phrase(m.group("v"), stops=STOPS_ORG, max_words=3)
+    if field is not None and field.isupper() and len(field) <= 5:  # "IT", "HR", "PR"
+        return [Claim(f"{WHO} works in {field}", "industry", field)]
     town = place(m.group("v"), ctx)
     if town is not None:
         return [Claim(f"{WHO} works in {town}", "work location", town)]
@@ -121,6 +131,17 @@ def _works_as(m: re.Match[str], ctx: Ctx) -> list[Claim]:
 
 def _is_a(m: re.Match[str], ctx: Ctx) -> list[Claim]:
     return job(m.group("v"), ctx, verb="is")
+
+
+def _head_of(m: re.Match[str], ctx: Ctx) -> list[Claim]:
+    """Reads "I'm head of product at Marlowe Health": a title without an article."""
+    title = phrase(m.group("v"), stops=STOPS_OCCUPATION - {"of"}, max_words=6)
+    if title is None:
+        return []
+    out = [Claim(f"{WHO} is {title}", "occupation", title.lower(), name="occupation")]
+    if m.group("org"):
+        out += employer_claims(m.group("org"), ctx)[:1]
+    return out
 
 
 def _subject_at(text: str, ctx: Ctx) -> tuple[str | None, list[Claim]]:
@@ -261,6 +282,7 @@ RULES = [
     Rule("occupation", rx(rf"I\s+{ADV}work\s+{_MANNER}as\s+{V}"), FACT, _works_as),
     Rule("occupation", rx(rf"(?:{AM}|{HAVE}\s+been)\s+{ADV}working\s+as\s+{V}"), FACT, _works_as),
     Rule("occupation", rx(rf"I\s+{ADV}teach\s+{V}"), FACT, _teach),
+    Rule("occupation", rx(rf"{AM}\s+{ADV}(?:the\s+)?(?P<v>(?:head|director|vp|chief|lead)\s+(?:\w+\s+)?of\s+.+?)(?:\s+(?:at|for)\s+(?P<org>.+))?$"), FACT, _head_of),
     Rule("studies", rx(rf"(?:I\s+{ADV}study|{AM}\s+{ADV}studying)\s+{V}"), FACT, _study),
     Rule("studies", rx(rf"{AM}\s+{ADV}(?:doing|taking|studying\s+for)\s+{_DEGREES}\s+{V}"), FACT, _degree),
     Rule("age", rx(rf"{AM}\s+(?P<n>\d{{1,3}})(?:\s*(?:years?|yrs?)(?:\s+old)?|\s*(?:yo|y/o))?(?P<rest>.*)$"), PROFILE, _age),

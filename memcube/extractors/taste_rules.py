@@ -43,7 +43,7 @@ _VEHICLE = re.compile(
     r"motorbike|motorcycle|scooter|moped|ev|hybrid|camper|campervan|minivan)\b",
     re.I,
 )
-_RELATION = re.compile(rf"^(?:\w+\s+)?(?:{RELATIONS})$", re.I)
+_RELATION = re.compile(rf"^(?:\w+\s+)?(?:{RELATIONS})s?$", re.I)
 
 
 # ---------------------------------------------------------------------------- tastes
@@ -256,6 +256,7 @@ RULES = [
     Rule("dislike", rx(rf"{AM}\s+(?:not|no\s+longer)\s+(?:a\s+(?:big\s+|huge\s+)?fan\s+of|into|keen\s+on)\s+{V}"), PREFERENCE, _dislikes),
     Rule("like", rx(rf"I\s+{ADV}(?:absolutely\s+|much\s+)?(?:like|love|enjoy|adore)\s+{V}"), PREFERENCE, _likes),
     Rule("like", rx(rf"{AM}\s+{ADV}(?:very\s+|so\s+|super\s+)?(?:into|obsessed\s+with|a\s+(?:big\s+|huge\s+|massive\s+)?fan\s+of|keen\s+on|passionate\s+about|crazy\s+about)\s+{V}"), PREFERENCE, _likes),
+    Rule("like", rx(rf"{AM}\s+{ADV}(?:a|an)\s+(?:big|huge|massive|great|die-?hard|lifelong|total)\s+(?P<v>.+?)\s+fan$"), PREFERENCE, _likes),
     Rule("attribute", rx(rf"my\s+(?P<k>[a-z][\w-]*(?:\s+[a-z][\w-]*){{0,2}}?)(?P<is>'s|\s+is|\s+are)\s+{V}"), FACT, _attribute),
 ]  # fmt: skip
 

@@ -83,6 +83,7 @@ _NOT_ADVERBS = frozenset(
     "assembly anomaly ugly".split()
 )
 _ANYMORE = re.compile(r"\b(?:any\s?more|no\s+longer|these\s+days|now)\b", re.I)
+_SPEAKERS = frozenset({"i", "i'm", "i've", "you", "you're"})
 _PLACEHOLDER_TOKEN = re.compile(r"^[^\w&#@$£€]+$")
 
 
@@ -120,12 +121,15 @@ def clauses(sentence: str) -> list[str]:
     start = 0
     for m in _BOUNDARY.finditer(sentence):
         left = sentence[start : m.start()]
+        conj = (m.group("conj") or "").lower()
         if (
-            m.group("conj")
-            and m.group("conj").lower() == "and"
-            and re.match(r"I\b", sentence[m.end() :])
-            and not _FIRST_PERSON.search(left)
-            and len(left.split()) <= 4
+            conj == "and"
+            and (
+                left.strip().lower() == "me"  # "me and my wife live..."
+                or re.match(r"I\b", sentence[m.end() :])
+                and not _FIRST_PERSON.search(left)
+                and len(left.split()) <= 4
+            )
         ):
             continue  # "my wife and I moved": one subject
         out.append(left)
@@ -223,9 +227,10 @@ def phrase(
         return None
     words[-1] = words[-1].rstrip(",")
     lowered = [w.lower().rstrip(",") for w in words]
-    if lowered[0] in BAD_STARTS and lowered[0] not in allow_starts:
+    acronym = len(words[0]) > 1 and words[0].isupper()  # "IT", not "it"
+    if lowered[0] in BAD_STARTS and lowered[0] not in allow_starts and not acronym:
         return None
-    if lowered[-1] in FUNCTION_WORDS or {"i", "i'm", "i've", "you", "you're"} & set(lowered):
+    if _ends_in_function_word(words) or _SPEAKERS & set(lowered):
         return None
     if proper and not any(w[0].isupper() or w[0].isdigit() for w in words):
         return None
@@ -250,11 +255,17 @@ def items(text: str) -> list[str]:
     return [p for p in re.split(r"\s*,\s*(?:and\s+|or\s+)?|\s+(?:and|or|&)\s+", text) if p]
 
 
+def _ends_in_function_word(words: list[str]) -> bool:
+    last = words[-1].strip(".")
+    acronym = len(last) > 1 and last.isupper()  # "IT", not "it"
+    return last.lower() in FUNCTION_WORDS and not acronym
+
+
 def complete(content: str) -> bool:
     """Whether a fact's content is a complete sentence: no fragment at its end, no dangling
     conjunction, a sensible length."""
     words = content.split()
-    return 2 <= len(words) <= 24 and words[-1].lower().strip(".") not in FUNCTION_WORDS
+    return 2 <= len(words) <= 24 and not _ends_in_function_word(words)
 
 
 __all__ = [

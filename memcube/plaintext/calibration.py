@@ -42,11 +42,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from memcube.plaintext.lexical import adds_nothing, tokenize
+from memcube.plaintext.lexical import CALENDAR, adds_nothing, tokenize
 
 #: Logistic curve of the calibrated score: ``sigmoid(bias + sum(weight * signal))``.
 WEIGHTS = {"dense": 7.0, "coverage": 3.2, "context_coverage": 0.8, "time": 2.5}
 BIAS = -3.8
+#: Share of the first stage's fused z-score (clipped to +-FUSED_CLIP) in the logit.
+FUSED_WEIGHT = 0.5
+#: ... for questions that are not about the asking user ("what did Caroline paint?"): there
+#: the transcript's own words (BM25, the session) decide more.
+FUSED_WEIGHT_OTHERS = 1.5
+FUSED_CLIP = 50.0
 #: Logit added to the assistant's words when the query is not about what the assistant said.
 ASSISTANT_PRIOR = -2.5
 #: Logit taken from an older statement that a newer change statement outdates.
@@ -60,7 +66,9 @@ REPEAT_COSINE = 0.85
 #: From this similarity to a higher-ranked hit of the same speaker, a hit loses up to
 #: ``REDUNDANCY_WEIGHT`` of its logit (linearly up to cosine 1): it says little that is new.
 SIMILAR_COSINE = 0.5
-REDUNDANCY_WEIGHT = 4.0
+REDUNDANCY_WEIGHT = 6.0
+#: ... and only when they share this share of their topic words (see :func:`_overlap`).
+SHARED_WORDS = 0.34
 
 _ADDRESSED = re.compile(
     r"\b(?:did|have|had)\s+you\b(?!\s+know\b)|\bdo\s+you\s+remember\b"
@@ -76,6 +84,11 @@ _CHANGE = re.compile(
     r"old|former|formerly|update|updated|left|broke up|split up|divorced|replaced|instead|"
     r"these days|nowadays|currently|finally|started|no more|used to|ex-?)\b",
     re.I,
+)
+_FIRST_PERSON = re.compile(r"\b(?:i|i'm|i've|i'd|my|me|mine|myself|we|we're|our|ours|us)\b", re.I)
+_NAME = re.compile(r"(?<!^)(?<![.!?]\s)\b[A-Z][a-z]+")
+_PAST = re.compile(
+    r"\b(?:did|was|were|had|used to|ago|last (?:week|month|year|time)|before|first|ever)\b", re.I
 )
 _ADDITIVE = re.compile(r"\b(?:also|another|too|as well|second|other|both|plus)\b", re.I)
 
@@ -95,6 +108,31 @@ def addresses_assistant(query: str) -> bool:
         False
     """
     return _ADDRESSED.search(query) is not None
+
+
+def asks_about_now(query: str) -> bool:
+    """The user asks about their own present ("where do I live?", "do I still smoke?"), not
+    about the past ("when did I move?") or about someone else ("where does Caroline live?").
+
+    Example:
+        >>> asks_about_now("Do I still work at Brennan & Hale?"), asks_about_now("When did I move?")
+        (True, False)
+    """
+    return _FIRST_PERSON.search(query) is not None and _PAST.search(query) is None
+
+
+def about_others(query: str) -> bool:
+    """The question is about named people, not the asking user ("what did Caroline paint?";
+    not "what did I paint?" nor "what happened on 13 March?").
+
+    Example:
+        >>> about_others("When did Caroline go to the support group?"), about_others("Plan our trip")
+        (True, False)
+    """
+    if _FIRST_PERSON.search(query) is not None:
+        return False
+    names = {m.group(0).casefold() for m in _NAME.finditer(query)}
+    return bool(names - CALENDAR)
 
 
 def announces_change(text: str) -> bool:
@@ -128,6 +166,7 @@ class Candidate:
     #: Where it came from: message ids, and for an extracted fact the sentence it was read from.
     message_ids: frozenset[str] = frozenset()
     statement: str | None = None
+    session: str | None = None
     logit: float = 0.0
     score: float = 0.0
 
@@ -139,18 +178,53 @@ def calibrate(query: str, candidates: list[Candidate]) -> list[Candidate]:
     about_assistant = addresses_assistant(query)
     for c in candidates:
         logit = BIAS + sum(WEIGHTS[name] * c.signals.get(name, 0.0) for name in WEIGHTS)
-        if c.role == "assistant" and not about_assistant:
-            logit += ASSISTANT_PRIOR
-            c.signals["speaker"] = ASSISTANT_PRIOR
         c.logit = logit
-    _prefer_current(candidates)
-    ranked = _diversify(candidates)
-    for c in ranked:
-        c.score = sigmoid(c.logit)
+        if c.role == "assistant" and not about_assistant:
+            c.logit += ASSISTANT_PRIOR
+            c.signals["speaker"] = ASSISTANT_PRIOR
+    # The order also weighs the first stage's z-scored fusion (BM25 with term frequencies, the
+    # session signal): it orders one cube's memories better than the absolute signals alone.
+    # Its numbers are relative, so it shapes the order only; the scores stay absolute and are
+    # then made consistent with the order (isotonic regression, :func:`monotone`).
+    about_self = not about_others(query)
+    fused_weight = FUSED_WEIGHT if about_self else FUSED_WEIGHT_OTHERS
+    rank = {
+        id(c): c.logit
+        + fused_weight
+        * min(max(c.signals.get("fused", 0.0), -FUSED_CLIP), FUSED_CLIP)
+        * (0.0 if "speaker" in c.signals else 1.0)  # an aside's fused score is its context's
+        for c in candidates
+    }
+    if asks_about_now(query):
+        _prefer_current(candidates, rank)
+    ranked = _diversify(candidates, rank, about_self=about_self)
+    for c, score in zip(ranked, monotone([sigmoid(c.logit) for c in ranked])):
+        c.score = score
     return ranked
 
 
-def _prefer_current(candidates: list[Candidate]) -> None:
+def monotone(scores: Sequence[float]) -> list[float]:
+    """The non-increasing sequence closest to ``scores`` (least squares: pool adjacent
+    violators), so a score never rises down the ranking.
+
+    Example:
+        >>> monotone([0.9, 0.2, 0.6, 0.1])
+        [0.9, 0.4, 0.4, 0.1]
+    """
+    blocks: list[list[float]] = []  # [sum, count]
+    for x in scores:
+        blocks.append([x, 1.0])
+        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] < blocks[-1][0] / blocks[-1][1]:
+            total, n = blocks.pop()
+            blocks[-1][0] += total
+            blocks[-1][1] += n
+    out: list[float] = []
+    for total, n in blocks:
+        out.extend([total / n] * int(n))
+    return out
+
+
+def _prefer_current(candidates: list[Candidate], rank: dict[int, float]) -> None:
     """Newer change statements rank at least as high as the older statements they outdate."""
     with_vec = [c for c in candidates if c.vector is not None and c.role != "assistant"]
     changes = [c for c in with_vec if announces_change(c.content)]
@@ -169,8 +243,25 @@ def _prefer_current(candidates: list[Candidate]) -> None:
             if new.logit < old.logit:
                 new.signals["current"] = old.logit - new.logit
                 new.logit = old.logit + 1e-3
+            rank[id(new)] = max(rank[id(new)], rank[id(old)] + 1e-3)
             old.logit -= OUTDATED_PENALTY
+            rank[id(old)] -= OUTDATED_PENALTY
             old.signals["outdated"] = -OUTDATED_PENALTY
+
+
+def _overlap(a: str, b: str) -> float:
+    """Share of the smaller text's topic words that the other holds (embeddings of two turns
+    of one conversation are close even when they say different things; words tell)."""
+    ta, tb = set(tokenize(a)), set(tokenize(b))
+    if not ta or not tb:
+        return 0.0
+    return len(ta & tb) / min(len(ta), len(tb))
+
+
+def _restated(a: Candidate, b: Candidate) -> bool:
+    """Said again on another occasion: alike turns within one session are a conversation
+    developing its topic, each adding to it; the same thing said in another session repeats it."""
+    return a.session is None or b.session is None or a.session != b.session
 
 
 def _same_source(a: Candidate, b: Candidate) -> bool:
@@ -182,15 +273,19 @@ def _same_source(a: Candidate, b: Candidate) -> bool:
     )
 
 
-def _diversify(candidates: list[Candidate]) -> list[Candidate]:
+def _diversify(
+    candidates: list[Candidate], rank: dict[int, float], *, about_self: bool
+) -> list[Candidate]:
     """Greedy selection, best first: a candidate that repeats a chosen one (see
     :data:`REPEAT_COSINE`) is left out; one that is merely similar to a chosen one loses
-    ``REDUNDANCY_WEIGHT * (cosine - SIMILAR_COSINE) / (1 - SIMILAR_COSINE)`` of its logit (not
-    an extracted fact and the turn it was read from: the statement and its evidence)."""
+    ``REDUNDANCY_WEIGHT * (cosine - SIMILAR_COSINE) / (1 - SIMILAR_COSINE)`` of its logit when
+    it restates it (most of its words shared; for a question not about the asking user, only
+    across sessions: alike turns of one transcript session develop a topic), or is a fact read
+    from it (or the turn a chosen fact was read from): one statement does not take two places."""
     pool = list(candidates)
     kept: list[Candidate] = []
     while pool:
-        best = max(pool, key=lambda c: c.logit)
+        best = max(pool, key=lambda c: rank[id(c)])
         pool.remove(best)
         kept.append(best)
         if best.vector is None:
@@ -202,9 +297,16 @@ def _diversify(candidates: list[Candidate]) -> list[Candidate]:
             if sim >= REPEAT_COSINE and adds_nothing(c.content, best.content):
                 best.signals["repeats"] = best.signals.get("repeats", 0.0) + 1.0
                 pool.remove(c)
-            elif sim > SIMILAR_COSINE and not _same_source(best, c):
+            elif sim > SIMILAR_COSINE and (
+                _same_source(best, c)
+                or (
+                    (about_self or _restated(best, c))
+                    and _overlap(c.content, best.content) >= SHARED_WORDS
+                )
+            ):
                 penalty = REDUNDANCY_WEIGHT * (sim - SIMILAR_COSINE) / (1.0 - SIMILAR_COSINE)
                 c.logit -= penalty
+                rank[id(c)] -= penalty
                 c.signals["redundancy"] = c.signals.get("redundancy", 0.0) - penalty
     return kept
 
@@ -218,6 +320,9 @@ __all__ = [
     "ASSISTANT_PRIOR",
     "BIAS",
     "CURRENT_MAX_GAP",
+    "FUSED_CLIP",
+    "FUSED_WEIGHT",
+    "FUSED_WEIGHT_OTHERS",
     "Candidate",
     "OUTDATED_PENALTY",
     "REDUNDANCY_WEIGHT",
@@ -226,7 +331,9 @@ __all__ = [
     "SAME_TOPIC_COSINE",
     "WEIGHTS",
     "addresses_assistant",
+    "about_others",
     "announces_change",
+    "asks_about_now",
     "calibrate",
     "content_tokens",
     "coverage",

@@ -98,7 +98,7 @@ def tokenize(text: str, *, stopwords: frozenset[str] = STOPWORDS) -> list[str]:
 
 _NUMBERISH = re.compile(r"\S*\d\S*")
 _NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-zA-Z'-]+")
-_CALENDAR = frozenset(
+CALENDAR = frozenset(
     "monday tuesday wednesday thursday friday saturday sunday january february march april may "
     "june july august september october november december".split()
 )
@@ -114,7 +114,7 @@ def substantive_tokens(text: str) -> set[str]:
         ['10am', 'monday', 'priya']
     """
     out = {t.strip(".,;:!?()[]\"'").casefold() for t in _NUMBERISH.findall(text)}
-    out |= {w.casefold() for w in re.findall(r"[A-Za-z]+", text) if w.casefold() in _CALENDAR}
+    out |= {w.casefold() for w in re.findall(r"[A-Za-z]+", text) if w.casefold() in CALENDAR}
     for m in _NAME.finditer(text):
         word = m.group(0).casefold()
         out.add(word[:-2] if word.endswith("'s") else word)

@@ -272,6 +272,16 @@ class ItemRepository:
             self.backend.delete(self.backend.items, ids=[item.id])
         self.retriever.invalidate({item.user_id})
 
+    def purge_many(self, items: Sequence[MemoryItem]) -> None:
+        """Remove memories and every stored version of them, a page per Chroma call."""
+        with self.lock:
+            for start in range(0, len(items), PAGE_SIZE):
+                ids = [it.id for it in items[start : start + PAGE_SIZE]]
+                self.backend.delete(self.backend.history, where={"item_id": {"$in": ids}})
+                self.backend.delete(self.backend.items, ids=ids)
+        if items:
+            self.retriever.invalidate({it.user_id for it in items})
+
     def count_usage(
         self,
         pending: Mapping[str, tuple[int, datetime]],

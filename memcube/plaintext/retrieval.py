@@ -586,8 +586,8 @@ class Retriever:
         starts: np.ndarray,
     ) -> None:
         """Time signal of the candidates: 1 when the memory happened or mentions a date in a
-        period the query names exactly ("on 15 March": that day), 0.5 when only near it (the
-        first stage's slack)."""
+        period the query names exactly ("on 15 March": that day), 0.2 when only near it (within
+        the first stage's slack of a few days)."""
         mentions = []
         for c in candidates:
             p = int(np.searchsorted(starts, c.key, side="right")) - 1
@@ -605,7 +605,7 @@ class Retriever:
             if any(a <= t < b for a, b in periods for t in (c.when, said)):
                 c.signals["time"] = 1.0
             elif near:
-                c.signals["time"] = 0.5
+                c.signals["time"] = 0.2
 
     def _candidate(
         self,
@@ -645,12 +645,14 @@ class Retriever:
             key=key,
             content=content,
             role=role if isinstance(role, str) else None,
-            speaker_key=f"{md.get('user_id')}|{role if role == 'assistant' else 'user'}",
+            speaker_key=f"{md.get('user_id')}|{role if role == 'assistant' else 'user'}|"
+            f"{speaker if isinstance(speaker, str) else ''}",
             when=float(index.event_ts[pos]),
             vector=index.embeddings[pos] if dense else None,
             signals=signals,
             message_ids=frozenset((data.get("provenance") or {}).get("message_ids") or ()),
             statement=meta.get("statement") if isinstance(meta.get("statement"), str) else None,
+            session=md.get("session_id") or None,
         )
 
     def _score(

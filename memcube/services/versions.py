@@ -117,7 +117,8 @@ class Versions:
 
     def delete_all(self, user_id: str, *, hard: bool) -> int:
         """Archive every memory ``user_id`` owns (not those shared with them), or purge each
-        with every stored version; one audit entry for the whole operation. Returns how many
+        with every stored version (a page per Chroma call); one audit entry for the whole
+        operation. Returns how many
         were archived (those already archived stay as they are) or purged.
 
         Read page by page into one list first (purging while paging would shift the pages),
@@ -128,8 +129,7 @@ class Versions:
         with self.repository.lock:
             items = list(self.repository.select(owned, batch_size=PAGE_SIZE))
             if hard:
-                for item in items:
-                    self.repository.purge(item)
+                self.repository.purge_many(items)
                 done = items
             else:
                 done = [it for it in items if it.state != LifecycleState.ARCHIVED]

@@ -227,6 +227,25 @@ def test_table_of_statements(text: str, expected: list[tuple[str, str]]) -> None
     assert pairs(text) == expected
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Me and my wife live in Galway.", [("User lives in Galway", "residence")]),
+        ("I used to work at Ikea.", [("User no longer works at Ikea", "employer")]),
+        ("I used to smoke.", [("User no longer smokes", "habit: smoking")]),
+        ("I'm head of design at Parcelwise.", [("User is head of design", "occupation"), ("User works at Parcelwise", "employer")]),
+        ("i'm 45 and i work in IT", [("User is 45 years old", "age"), ("User works in IT", "industry")]),
+        ("I'm a massive Tottenham fan", [("User likes Tottenham", "opinion: Tottenham")]),
+        ("I'm no longer with Marco.", [("User is no longer with Marco", "relationship")]),
+        ("I practise judo three times a week.", [("User practises judo", "activity: judo")]),
+        ("My twins are 9.", [("User's twins are 9 years old", "age")]),
+        ("I'm a stay-at-home dad.", [("User is a stay-at-home dad", "occupation")]),
+    ],
+)  # fmt: skip
+def test_more_everyday_forms(text: str, expected: list[tuple[str, str]]) -> None:
+    assert pairs(text) == expected
+
+
 def test_table_extraction_rate_and_complete_sentences() -> None:
     wanted = [(text, fact) for text, exp in TABLE for fact in exp]
     got = {text: pairs(text) for text, _ in TABLE}
