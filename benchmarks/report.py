@@ -51,6 +51,17 @@ def rows(folder: Path) -> list[tuple[str, str, str, str]]:
                 "locomo_dev.json",
             )
         )
+    if sem := _load(folder, "memory_semantics"):
+        worst = min(sem["categories"].items(), key=lambda kv: kv[1])
+        out.append(
+            (
+                "memory semantics, dev file (`benchmarks.memory_semantics`)",
+                f"{100 * sem['overall']:.1f}% of {sem['checks']} checks; lowest category "
+                f"{worst[0]} {100 * worst[1]:.1f}%",
+                ">= 95% overall, >= 85% per category",
+                "memory_semantics.json",
+            )
+        )
     kv = _load(folder, "kv_prefix")
     if kv:
         for r in kv["rows"]:

@@ -249,6 +249,12 @@ def _prefer_current(candidates: list[Candidate], rank: dict[int, float]) -> None
             old.signals["outdated"] = -OUTDATED_PENALTY
 
 
+def _numbers(text: str) -> set[str]:
+    """The tokens holding a digit ("#2281", "4B", "10am"): two texts that differ in one say
+    different things."""
+    return {t.strip(".,;:!?()[]\"'").casefold() for t in re.findall(r"\S*\d\S*", text)}
+
+
 def _overlap(a: str, b: str) -> float:
     """Share of the smaller text's topic words that the other holds (embeddings of two turns
     of one conversation are close even when they say different things; words tell)."""
@@ -279,8 +285,9 @@ def _diversify(
     """Greedy selection, best first: a candidate that repeats a chosen one (see
     :data:`REPEAT_COSINE`) is left out; one that is merely similar to a chosen one loses
     ``REDUNDANCY_WEIGHT * (cosine - SIMILAR_COSINE) / (1 - SIMILAR_COSINE)`` of its logit when
-    it restates it (most of its words shared; for a question not about the asking user, only
-    across sessions: alike turns of one transcript session develop a topic), or is a fact read
+    it restates it (most of its words shared, no new number; for a question not about the
+    asking user, only across sessions: alike turns of one transcript session develop a
+    topic), or is a fact read
     from it (or the turn a chosen fact was read from): one statement does not take two places."""
     pool = list(candidates)
     kept: list[Candidate] = []
@@ -302,6 +309,7 @@ def _diversify(
                 or (
                     (about_self or _restated(best, c))
                     and _overlap(c.content, best.content) >= SHARED_WORDS
+                    and _numbers(c.content) <= _numbers(best.content)
                 )
             ):
                 penalty = REDUNDANCY_WEIGHT * (sim - SIMILAR_COSINE) / (1.0 - SIMILAR_COSINE)
