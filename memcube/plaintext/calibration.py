@@ -19,18 +19,26 @@ Roughly: an exact or near-verbatim answer scores above 0.7, a memory on the quer
 0.4-0.6, and an unrelated one below 0.2 (measured with the bundled MiniLM embedder; see
 ``benchmarks/memory_semantics.py``).
 
-Two rules then shape the final list:
+The order weighs, besides that logit, a share of the first stage's fused z-score
+(``FUSED_WEIGHT``; ``FUSED_WEIGHT_OTHERS`` for questions about named people rather than the
+asking user, where a transcript's own words and sessions decide more): it orders one cube's
+memories better than the absolute signals alone, but its numbers are relative, so it shapes the
+order only. The scores are then made non-increasing down the order by isotonic regression
+(:func:`monotone`), so ``hit.score`` is monotone with the ranking.
 
-* **current over outdated**: when a newer statement of the same speaker is about the same thing
+Two rules shape the list before that:
+
+* **current over outdated**: for a question about the user's own present ("where do I live?",
+  :func:`asks_about_now`), when a newer statement of the same speaker is about the same thing
   as an older one and announces a change ("now", "no longer", "quit", "switched", "new ...";
   not "also", "another"), it is ranked at least as high as the older one, which loses
   ``OUTDATED_PENALTY`` (its value is not presented as current);
 * **no crowding**: a hit that repeats a higher-ranked one of the same speaker (embedding
   cosine >= ``REPEAT_COSINE`` and nothing new: see :func:`~memcube.plaintext.lexical.adds_nothing`)
-  is left out of the results (it
-  stays stored and findable, it just does not take a second place), and one that is only
-  similar to a higher-ranked one is discounted (maximal marginal relevance), so the same fact
-  said four times does not push other memories out of the top ``k``.
+  is left out of the results (it stays stored and findable, it just does not take a second
+  place); one that restates a higher-ranked one, or is a fact read from it, is discounted
+  (maximal marginal relevance, see :func:`_diversify`), so the same fact said four times does
+  not push other memories out of the top ``k``.
 """
 
 from __future__ import annotations
@@ -47,7 +55,7 @@ from memcube.plaintext.lexical import CALENDAR, adds_nothing, tokenize
 #: Logistic curve of the calibrated score: ``sigmoid(bias + sum(weight * signal))``.
 WEIGHTS = {"dense": 7.0, "coverage": 3.2, "context_coverage": 0.8, "time": 2.5}
 BIAS = -3.8
-#: Share of the first stage's fused z-score (clipped to +-FUSED_CLIP) in the logit.
+#: Share of the first stage's fused z-score (clipped to +-FUSED_CLIP) in the order.
 FUSED_WEIGHT = 0.5
 #: ... for questions that are not about the asking user ("what did Caroline paint?"): there
 #: the transcript's own words (BM25, the session) decide more.

@@ -59,7 +59,8 @@ async def test_function_agent_remembers_and_uses_memory_tools(cube: MemCube) -> 
     assert [m.role.value for m in first_prompt[:2]] == ["system", "system"]
     assert "Porto" in first_prompt[1].content
     # ... the memory tool found it, and the weather tool got it.
-    assert "moved to Porto" in prompt_text(llm.calls[1]).split("tool:")[-1]
+    found = prompt_text(llm.calls[1]).split("tool:")[-1]
+    assert "lives in Porto" in found or "moved to Porto" in found
     assert "Sunny and 24 degrees in Porto." in prompt_text(llm.calls[2])
     # The run was learned: the question and the final answer, not the tool chatter.
     learned = {
