@@ -8,7 +8,7 @@ export TRANSFORMERS_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench clean system-deps
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,17 @@ demo: setup
 
 SOURCES := memcube langchain_memos llama_index_memos benchmarks examples tests
 
-test: lint
+# The marketplace tests run a real OCI registry: Debian's docker-registry (the CNCF distribution
+# registry) with htpasswd auth from apache2-utils. Installed here when root on Debian (CI);
+# elsewhere, without them, those tests skip and name the missing program.
+system-deps:
+	@if command -v docker-registry >/dev/null && command -v htpasswd >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			docker-registry apache2-utils >/dev/null; \
+	else echo "note: docker-registry/htpasswd missing and not root: marketplace tests will skip"; fi
+
+test: system-deps lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout=1200 tests
 
 # Style, formatting and types: the core strictly, the adapters in mypy's default mode.

@@ -14,9 +14,11 @@ dialog ids carried by the top k memories. Side by side, in the same run:
 Usage:
     python -m benchmarks.locomo --data ../shared/data/locomo_dev.json [--k 1,5,10,25]
         [--json OUT] [--plot PNG] [--conversations 0,1] [--chroma-url http://host:port]
-        [--set dense_weight=0.8 ...]
+        [--set dense_weight=0.8 ...] [--feedback [--seeds 3] [--hostile]]
 
-The last printed line is memcube's overall R@10.
+``--feedback`` adds ``"feedback": {"seeds", "static", "learned"}`` (R@10 per category on the
+unseen half of each conversation's questions after thumbs-up on the seen half's evidence; see
+:mod:`benchmarks.locomo_feedback`). The last printed line is memcube's overall R@10.
 """
 
 from __future__ import annotations
@@ -411,6 +413,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     help="override a RetrievalConfig field, e.g. --set dense_weight=0.5")  # fmt: skip
     ap.add_argument("--systems", default=",".join(SYSTEMS), help="subset of memcube,dense,bm25")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--feedback", action="store_true",
+                    help="also measure ranking learned from feedback (benchmarks.locomo_feedback)")  # fmt: skip
+    ap.add_argument("--seeds", type=int, default=3, help="random splits for --feedback")
+    ap.add_argument("--hostile", action="store_true",
+                    help="with --feedback: also measure votes on random non-evidence turns")  # fmt: skip
     ap.add_argument("--count-usage", action="store_true",
                     help="let searches count usage (the cube's periodic usage flush then shows "
                     "up in the latency tail)")  # fmt: skip
@@ -436,6 +443,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     result["data"] = {"file": args.data.name, "conversations": selected}
     print(table(result, args.k))
+    if args.feedback:
+        from benchmarks.locomo_feedback import run_feedback
+
+        result["feedback"] = run_feedback(
+            convs, seeds=args.seeds, retrieval=_parse_set(args.set), hostile=args.hostile
+        )
+        fb = result["feedback"]
+        for cat in fb["static"]:
+            print(f"feedback {cat:<12} static {fb['static'][cat]:5.1f}  learned "
+                  f"{fb['learned'][cat]:5.1f}" + (f"  hostile {fb['hostile'][cat]:5.1f}"
+                  if "hostile" in fb else ""))  # fmt: skip
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2), encoding="utf-8")

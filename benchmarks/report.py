@@ -118,6 +118,21 @@ def rows(folder: Path) -> list[tuple[str, str, str, str]]:
                     "load.json",
                 )
             )
+    if market := _load(folder, "marketplace"):
+        m = market["rows"][0]
+        out.append(
+            (
+                f"OCI marketplace, {m['items']:,} memories + {m['cache_tokens']}-token KV cache "
+                "(`benchmarks.marketplace`)",
+                f"publish {m['publish_s']} s ({m['publish_mb_s']} MB/s), pull {m['pull_s']} s "
+                f"({m['pull_mb_s']} MB/s) of {m['full_bytes'] / 1e6:.1f} MB; delta after "
+                f"{m['changed']} edits {m['delta_bytes'] / 1e3:.1f} KB = "
+                f"{100 * m['delta_over_full']:.2f}% of full ({100 * m['delta_over_full_items_only']:.1f}% "
+                f"of its memories alone), synced in {m['sync_s']} s",
+                "delta <= 5% of full",
+                f"marketplace.json (load {market['machine']['loadavg_before'][0]:.2f})",
+            )
+        )
     return out
 
 

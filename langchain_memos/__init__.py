@@ -11,6 +11,7 @@ from langchain_memos.retriever import MemCubeRetriever
 from langchain_memos.store import MemCubeStore
 from langchain_memos.tools import (
     DeleteMemoryTool,
+    MemoryFeedbackTool,
     SaveMemoryTool,
     SearchMemoriesTool,
     UpdateMemoryTool,
@@ -23,6 +24,7 @@ __all__ = [
     "MemCubeChatMessageHistory",
     "MemCubeRetriever",
     "MemCubeStore",
+    "MemoryFeedbackTool",
     "MemoryMiddleware",
     "MemoryState",
     "MissingUserIdError",

@@ -145,6 +145,7 @@ def _parts(out: ChatOutput) -> _Parts:
         "time_to_first_token_s": r.first_token_s,
         "memory_item_ids": out.memory_item_ids,
         "working_memory_ids": out.working_item_ids,
+        "kv_memory": out.kv_memory,
     }
     calls = [tool_call(name=c.name, args=c.arguments, id=c.id) for c in out.tool_calls]
     bad = [

@@ -21,7 +21,7 @@ from langchain.agents.middleware.types import (
     ModelResponse,
     PrivateStateAttr,
 )
-from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 from typing_extensions import NotRequired
 
@@ -70,6 +70,10 @@ class MemoryMiddleware(AgentMiddleware[MemoryState, Any, Any]):
         recall: on/off for recall.
         write_back: on/off for writing back.
         agent_id: recorded on memories written back.
+        implicit_feedback: after each model call, vote ``useful`` for the recalled memories
+            the answer visibly used (:meth:`memcube.MemCube.implicit_feedback`: the answer
+            holds most of the memory's topic words), so the user's search ranking learns from
+            use. Off by default. Explicit votes: :meth:`feedback`.
 
     Example:
         >>> import tempfile
@@ -109,6 +113,7 @@ class MemoryMiddleware(AgentMiddleware[MemoryState, Any, Any]):
         write_back: bool = True,
         agent_id: str | None = None,
         min_score: float | None = None,
+        implicit_feedback: bool = False,
     ) -> None:
         super().__init__()
         if cube is not None and not isinstance(cube, MemCube):
@@ -132,6 +137,7 @@ class MemoryMiddleware(AgentMiddleware[MemoryState, Any, Any]):
         self.write_back = write_back
         self.agent_id = agent_id
         self.min_score = min_score
+        self.implicit_feedback = bool(implicit_feedback)
         self.tools = []
 
     # ------------------------------------------------------------------ resolution
@@ -211,14 +217,47 @@ class MemoryMiddleware(AgentMiddleware[MemoryState, Any, Any]):
         self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]
     ) -> ModelResponse:
         """Append the recalled memory block to the system message, then call the model."""
-        return handler(self._with_block(request, self.recall_block(request)))
+        block = self.recall_block(request)
+        response = handler(self._with_block(request, block))
+        self._learn_from_answer(request, block, response)
+        return response
 
     async def awrap_model_call(
         self, request: ModelRequest, handler: Callable[[ModelRequest], Awaitable[ModelResponse]]
     ) -> ModelResponse:
         """Async :meth:`wrap_model_call` (recall runs in a worker thread)."""
         block = await asyncio.to_thread(self.recall_block, request)
-        return await handler(self._with_block(request, block))
+        response = await handler(self._with_block(request, block))
+        await asyncio.to_thread(self._learn_from_answer, request, block, response)
+        return response
+
+    # ------------------------------------------------------------------ feedback
+    def _learn_from_answer(self, request: ModelRequest, block: MemoryBlock, response: Any) -> None:
+        if not self.implicit_feedback or not block.items:
+            return
+        messages = getattr(response, "result", None) or [response]
+        answer = " ".join(m.text for m in messages if isinstance(m, AIMessage))
+        if answer.strip():
+            self._cube(request.runtime).implicit_feedback(
+                answer,
+                [it.id for it in block.items],
+                user_id=self._user(request.runtime),
+                query=self._query(request.messages),
+            )
+
+    def feedback(
+        self,
+        memory_id: str,
+        *,
+        useful: bool,
+        runtime: Runtime[Any] | None = None,
+        user_id: str | None = None,
+        query: str | None = None,
+    ) -> MemoryItem:
+        """Pass a user's vote on a recalled memory (e.g. a thumbs-up on the answer it gave)
+        to :meth:`memcube.MemCube.feedback`, for ``user_id`` or the run's user."""
+        user = user_id if user_id is not None else self._user(runtime)
+        return self._cube(runtime).feedback(memory_id, useful=useful, user_id=user, query=query)
 
     # ------------------------------------------------------------------ write-back
     @staticmethod

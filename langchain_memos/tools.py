@@ -288,11 +288,52 @@ class DeleteMemoryTool(_MemoryTool):
         return f"Deleted memory {memory_id}."
 
 
+# -------------------------------------------------------------------------------------- feedback
+class MemoryFeedbackInput(_ToolInput):
+    """Input of :class:`MemoryFeedbackTool`."""
+
+    memory_id: str = Field(description="The id of a memory search_memories returned.")
+    useful: bool = Field(description="True if it helped answer, False if it did not.")
+    query: str | None = Field(
+        default=None, description="The question it was recalled for (default: the last search)."
+    )
+
+
+class MemoryFeedbackTool(_MemoryTool):
+    """Tell the cube whether a recalled memory helped (``cube.feedback``): the scheduler's
+    importance and the user's learned search ranking follow it.
+
+    Example:
+        >>> import tempfile
+        >>> from memcube import MemCube
+        >>> cube = MemCube.open(tempfile.mkdtemp())
+        >>> item = cube.add("Ana's locker code is 4417", user_id="ana")
+        >>> tool = MemoryFeedbackTool(cube=cube, user_id="ana")
+        >>> tool.invoke({"memory_id": item.id, "useful": True, "query": "locker code?"})[:14]
+        'Noted: memory '
+        >>> cube.ranking_profile("ana")["votes"][item.id]
+        [1, 0]
+        >>> cube.close()
+    """
+
+    name: str = "memory_feedback"
+    description: str = (
+        "Rate a memory that search_memories returned: useful=true if it helped answer the "
+        "user, false if it was irrelevant. Future searches rank by it."
+    )
+    args_schema: type[BaseModel] = MemoryFeedbackInput
+
+    def _call(self, user_id: str, memory_id: str, useful: bool, query: str | None = None) -> str:
+        self.cube.feedback(memory_id, useful=useful, user_id=user_id, query=query)
+        return f"Noted: memory {memory_id} was {'useful' if useful else 'not useful'}."
+
+
 _TOOL_CLASSES: dict[str, Callable[..., _MemoryTool]] = {
     "search": SearchMemoriesTool,
     "save": SaveMemoryTool,
     "update": UpdateMemoryTool,
     "delete": DeleteMemoryTool,
+    "feedback": MemoryFeedbackTool,
 }
 
 
@@ -314,7 +355,8 @@ def create_memory_tools(
             :class:`MissingUserIdError`.
         user_id_key: where the run carries the user id (when ``user_id`` is omitted).
         agent_id: recorded on memories the tools write.
-        include: which tools, any of ``search``, ``save``, ``update``, ``delete``.
+        include: which tools, any of ``search``, ``save``, ``update``, ``delete`` and
+            ``feedback`` (:class:`MemoryFeedbackTool`, not included by default).
         handle_tool_error: return refusals to the model as text (``True``) or raise them.
 
     Raises:

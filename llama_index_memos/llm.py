@@ -212,6 +212,7 @@ class MemOSLLM(GenerationSettings, FunctionCallingLLM, CustomLLM):
                 "finish_reason": r.finish_reason,
                 "time_to_first_token_s": r.first_token_s,
                 "memory_item_ids": out.memory_item_ids,
+                "kv_memory": out.kv_memory,
             },
         )
 

@@ -113,8 +113,14 @@ class MemCubeMemory(BaseMemory):
         "MemCube.add_messages): None for its default rules, 'turns', or an LLM extractor.",
     )
     short_term: ChatMemoryBuffer = Field(description="The token-limited short-term buffer.")
+    implicit_feedback: bool = Field(
+        default=False,
+        description="Vote 'useful' for the recalled memories an assistant answer visibly uses "
+        "(MemCube.implicit_feedback), so the user's search ranking learns from use.",
+    )
 
     _last_recalled: list[MemoryItem] = PrivateAttr(default_factory=list)
+    _last_query: str | None = PrivateAttr(default=None)
 
     @classmethod
     def class_name(cls) -> str:
@@ -151,6 +157,7 @@ class MemCubeMemory(BaseMemory):
         tokenizer_fn: Callable[[str], list[Any]] | None = None,
         chat_store: BaseChatStore | None = None,
         chat_store_key: str = DEFAULT_CHAT_STORE_KEY,
+        implicit_feedback: bool = False,
         **kwargs: Any,
     ) -> MemCubeMemory:
         """Create the memory.
@@ -173,6 +180,8 @@ class MemCubeMemory(BaseMemory):
             extractor: passed to ``cube.add_messages`` (the reader's default if None).
             tokenizer_fn: token counter for the buffer and the budget (LlamaIndex's default).
             chat_store, chat_store_key: where the short-term buffer lives.
+            implicit_feedback: assistant answers vote for the recalled memories they use
+                (see :meth:`memcube.MemCube.implicit_feedback`); explicit votes: :meth:`feedback`.
 
         Raises:
             InvalidInputError: missing cube or user, bad budget or unknown keyword arguments.
@@ -205,6 +214,7 @@ class MemCubeMemory(BaseMemory):
             min_score=min_score,
             extractor=extractor,
             short_term=short_term,
+            implicit_feedback=bool(implicit_feedback),
         )
         if session_id is not None:
             fields["session_id"] = session_id
@@ -233,6 +243,7 @@ class MemCubeMemory(BaseMemory):
     def _recall(self, query: str | None, visible: list[ChatMessage], budget: int) -> str:
         """The cube's memory block for ``query`` (:meth:`memcube.MemCube.memory_block`)."""
         self._last_recalled = []
+        self._last_query = query
         if not query or not query.strip() or budget <= 0:
             return ""
         block = self.cube.memory_block(
@@ -350,6 +361,31 @@ class MemCubeMemory(BaseMemory):
             self.cube.add_messages(messages, **self._write_kwargs())
         for message in messages:
             self.short_term.put(message)
+        self._learn_from_answers(messages)
+
+    # ------------------------------------------------------------------ feedback
+    def feedback(self, memory_id: str, *, useful: bool, query: str | None = None) -> MemoryItem:
+        """Pass the user's vote on a recalled memory to :meth:`memcube.MemCube.feedback`
+        (``query`` defaults to the one the latest :meth:`get` recalled for)."""
+        return self.cube.feedback(
+            memory_id, useful=useful, user_id=self.user_id, query=query or self._last_query
+        )
+
+    def _learn_from_answers(self, messages: list[ChatMessage]) -> None:
+        """Implicit feedback (when enabled): an assistant answer votes for the recalled
+        memories it visibly used."""
+        if not self.implicit_feedback or not self._last_recalled:
+            return
+        answer = " ".join(
+            m.content or "" for m in messages if m.role == MessageRole.ASSISTANT
+        ).strip()
+        if answer:
+            self.cube.implicit_feedback(
+                answer,
+                [it.id for it in self._last_recalled],
+                user_id=self.user_id,
+                query=self._last_query,
+            )
 
     async def aput_messages(self, messages: list[ChatMessage]) -> None:
         """Async :meth:`put_messages`."""
@@ -358,6 +394,7 @@ class MemCubeMemory(BaseMemory):
             await self.cube.aadd_messages(messages, **self._write_kwargs())
         for message in messages:
             await self.short_term.aput(message)
+        await asyncio.to_thread(self._learn_from_answers, messages)
 
     def _unseen(self, messages: list[ChatMessage], current: list[ChatMessage]) -> list[ChatMessage]:
         """Messages of ``messages`` that are not already in ``current`` (same role and text)."""

@@ -46,10 +46,24 @@ class _Sync(Protocol):
     def memory_block(self) -> Callable[..., MemoryBlock]: ...
     @property
     def count(self) -> Callable[..., int]: ...
+    @property
+    def feedback(self) -> Callable[..., MemoryItem]: ...
+    @property
+    def implicit_feedback(self) -> Callable[..., list[str]]: ...
 
 
 class AsyncTwins:
     """``a``-prefixed twins of the facade's methods, mixed into :class:`memcube.MemCube`."""
+
+    async def afeedback(self: _Sync, id: str, **kwargs: Any) -> MemoryItem:
+        """Async :meth:`feedback`."""
+        return await asyncio.to_thread(self.feedback, id, **kwargs)
+
+    async def aimplicit_feedback(
+        self: _Sync, answer: str, ids: Sequence[str], **kwargs: Any
+    ) -> list[str]:
+        """Async :meth:`implicit_feedback`."""
+        return await asyncio.to_thread(self.implicit_feedback, answer, ids, **kwargs)
 
     async def aexport(self: _Sync, path: str | Path, **kwargs: Any) -> Any:
         """Async :meth:`export`."""

@@ -58,6 +58,7 @@ from memcube.cli_common import (
 from memcube.cli_edit import MemoryIdArg, add_extracted, read_content, resolve_id
 from memcube.cli_edit import delete as delete_command
 from memcube.cli_edit import update as update_command
+from memcube.cli_market import register as register_registry_commands
 from memcube.cli_views import (
     export_view,
     history_view,
@@ -308,6 +309,7 @@ def show(
 
 app.command("update")(update_command)
 app.command("delete")(delete_command)
+register_registry_commands(app)
 
 
 @app.command()

@@ -78,6 +78,8 @@ EXIT_CODES: tuple[tuple[type[E.MemCubeError], int], ...] = (
     (E.InvalidInputError, EXIT_USAGE),
     (E.CubeLockedError, EXIT_UNAVAILABLE),
     (E.BackendUnavailableError, EXIT_UNAVAILABLE),
+    (E.RegistryUnavailableError, EXIT_UNAVAILABLE),
+    (E.ArtifactNotFoundError, EXIT_NOT_FOUND),
     (E.EmbedderMismatchError, EXIT_INCOMPATIBLE),
     (E.ManifestError, EXIT_INCOMPATIBLE),
     (E.ModelMismatchError, EXIT_INCOMPATIBLE),

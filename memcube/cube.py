@@ -14,6 +14,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from memcube.activation.layout import BlockLayouts
 from memcube.async_twins import AsyncTwins
 from memcube.audit import AuditConfig
 from memcube.checks import is_int, is_number
@@ -35,7 +36,7 @@ from memcube.lifecycle import LifecycleConfig
 from memcube.plaintext.embedder import Embedder
 from memcube.plaintext.repository import PAGE_SIZE
 from memcube.plaintext.retrieval import RetrievalConfig
-from memcube.prompting import MemoryBlock
+from memcube.prompting import MemoryBlock, approx_tokens
 from memcube.redaction import RedactorLike, make_redactor
 from memcube.scheduler import SchedulerConfig
 from memcube.services.opening import cube_folder, lock_folder
@@ -326,23 +327,98 @@ class MemCube(GovernanceMethods, AsyncTwins):
         self._check_open()
         return self._states.unfreeze(id, user_id=user_id)
 
-    def feedback(self, id: str, *, useful: bool, user_id: str | None = None) -> MemoryItem:
-        """Tell the scheduler whether a memory helped. A vote moves ``importance`` by
+    def feedback(
+        self,
+        id: str,
+        *,
+        useful: bool,
+        user_id: str | None = None,
+        query: str | None = None,
+    ) -> MemoryItem:
+        """Tell the cube whether a memory helped. A vote moves ``importance`` by
         ``SchedulerConfig.feedback_step`` and counts as ``feedback_uses`` accesses (plus or minus)
         in the usage signal, so future working memory and activation follow it. Needs write
-        access (it changes the memory's ranking for its owner)."""
+        access (it changes the memory's ranking for its owner).
+
+        It also teaches the search of the voter (the memory's owner when ``user_id`` is None):
+        a small, bounded step of their ranking weights (and the cube-wide prior) over the
+        signals in ``hit.signals`` for ``query`` (default: this user's latest search that
+        returned the memory), and the memory's vote tally; see :meth:`ranking_profile` and
+        :mod:`memcube.plaintext.ranking_profile`.
+        """
         if not isinstance(useful, bool):
             raise InvalidInputError("feedback(useful=...) takes True or False.")
+        if query is not None and (not isinstance(query, str) or not is_encodable(query)):
+            raise InvalidInputError("feedback(query=...) takes the query string or None.")
         self._check_open()
-        return self._states.feedback(id, useful=useful, user_id=user_id)
+        return self._feedback.feedback(id, useful=useful, user_id=user_id, query=query)
 
-    def maintain(self, *, user_id: str | None = None) -> dict[str, list[str]]:
-        """Run the time-based policies: memories whose TTL ran out become ``expired`` (hidden,
-        kept), and activated memories that went cold are demoted. Returns the ids per action.
-        Safe to run at any time (e.g. from a periodic job)."""
+    def implicit_feedback(
+        self, answer: str, ids: Sequence[str], *, user_id: str, query: str | None = None
+    ) -> list[str]:
+        """Implicit feedback (optional): vote ``useful`` for the memories among ``ids`` (e.g.
+        those recalled for ``query``) that ``answer`` visibly used: it holds at least half of
+        the memory's topic words (see :func:`memcube.plaintext.ranking_profile.answer_uses`).
+        The others get no vote. Returns the ids voted for."""
+        self._check_open()
+        check_scope_id(user_id, "user_id", required=True)
+        if not isinstance(answer, str) or isinstance(ids, str):
+            raise InvalidInputError("implicit_feedback takes the answer text and a list of ids.")
+        if query is not None and not isinstance(query, str):
+            raise InvalidInputError("implicit_feedback(query=...) takes a string or None.")
+        return self._feedback.from_answer(answer, list(ids), user_id=user_id, query=query)
+
+    def ranking_profile(self, user_id: str | None = None) -> dict[str, Any]:
+        """What the search learned from feedback: the stored profile of ``user_id`` (weights,
+        learning steps, vote tallies, version) plus ``effective_weights`` (what a search ranks
+        with now: the cube-wide prior moved toward the user's own weights) and
+        ``prior_weights``; ``user_id=None``: the cube-wide prior. JSON-ready."""
         self._check_open()
         check_scope_id(user_id, "user_id")
-        return self._states.maintain(user_id=user_id)
+        return self._feedback.profile(user_id)
+
+    def reset_ranking_profile(self, user_id: str | None = None) -> dict[str, Any]:
+        """Forget what the search learned from ``user_id``'s feedback (``None``: the cube-wide
+        prior); the scheduler's importance is not changed. Audited; returns the fresh profile."""
+        self._check_open()
+        check_scope_id(user_id, "user_id")
+        return self._feedback.reset(user_id)
+
+    def export_ranking(self, user_id: str | None = None) -> dict[str, Any] | None:
+        """The ranking profiles a MIP export carries (``None`` when nothing was learned)."""
+        self._check_open()
+        return self.ranking_profiles.export_document(user_id)
+
+    def import_ranking(self, document: Any, *, on_conflict: str = "skip") -> list[str]:
+        """Store the ranking profiles of a MIP archive (see :meth:`export_ranking`)."""
+        self._check_open()
+        return self.ranking_profiles.import_document(document, on_conflict=on_conflict)
+
+    def maintain(self, *, user_id: str | None = None) -> dict[str, list[str]]:
+        """Run the time-based and batched policies: memories whose TTL ran out become
+        ``expired`` (hidden, kept), activated memories that went cold are demoted, and the
+        stored activation blocks are rebuilt (the removals, reorders and evictions calls leave
+        out; their KV caches are rebuilt now for the models this process serves the cube with).
+        Returns the ids per action (``activation_rebuilt``: the users whose block was rebuilt).
+        Safe to run at any time (e.g. from a periodic job)."""
+        from memcube.activation.memory import counter_name, live_runtimes, warm
+
+        self._check_open()
+        check_scope_id(user_id, "user_id")
+        done = self._states.maintain(user_id=user_id)
+        runtimes = {counter_name(rt): rt for rt in live_runtimes(self)}
+        rebuilt = self._block_layouts.rebuild(
+            self,
+            user_id,
+            config=self.scheduler_config,
+            counters={name: rt.count_tokens for name, rt in runtimes.items()},
+        )
+        for layout in rebuilt:
+            rt = runtimes.get(layout.counter)
+            if rt is not None:
+                warm(self, rt, layout.user_id, self.get_many([e.id for e in layout.entries]))
+        done["activation_rebuilt"] = sorted({layout.user_id for layout in rebuilt})
+        return done
 
     # ------------------------------------------------------------------ reads
     def get(
@@ -557,6 +633,107 @@ class MemCube(GovernanceMethods, AsyncTwins):
         """Async :meth:`import_archive`."""
         return await asyncio.to_thread(cls.import_archive, path, into, **kwargs)
 
+    # ------------------------------------------------------------------ marketplace (OCI)
+    def publish(
+        self,
+        reference: str,
+        *,
+        signing_key: Any,
+        user_id: str | None = None,
+        tags: Sequence[str] | None = None,
+        credentials: tuple[str, str] | None = None,
+        plain_http: bool | None = None,
+        **listing: Any,
+    ) -> Any:
+        """Publish this cube (or ``user_id``'s memories, or those tagged with any of ``tags``)
+        to an OCI registry channel ``oci://host/namespace/name:tag``, signed with
+        ``signing_key``: a full cube the first time, then deltas. ``listing``: ``title``,
+        ``description``, ``license`` (SPDX id or URL), ``terms`` (terms/price URI),
+        ``publisher`` (a name), ``full=True``. Returns a
+        :class:`~memcube.marketplace.PublishReport`; see
+        :meth:`memcube.marketplace.Marketplace.publish`."""
+        from memcube.marketplace import Marketplace
+
+        self._check_open()
+        check_scope_id(user_id, "user_id")
+        market = Marketplace(self, credentials=credentials, plain_http=plain_http)
+        return market.publish(
+            reference, signing_key=signing_key, user_id=user_id, tags=tags, **listing
+        )
+
+    @classmethod
+    def pull(
+        cls,
+        reference: str,
+        into: MemCube | str | Path,
+        *,
+        trusted_keys: Any = None,
+        accept_license: str | Sequence[str] | None = None,
+        on_conflict: str = "skip",
+        **kwargs: Any,
+    ) -> tuple[MemCube, Any]:
+        """Pull a published cube (and the deltas after it) into ``into`` (an open cube, or a
+        folder opened once everything is verified) and return ``(cube, report)``. Digests,
+        signature (against ``trusted_keys``), revocations and license are checked before
+        anything is written; see :func:`memcube.marketplace.pull` (``as_user``,
+        ``share_with``, ``model_fingerprint``, ``max_bytes``, ``credentials``...)."""
+        from memcube.marketplace import pull
+
+        if isinstance(into, MemCube):
+            into._check_open()
+        elif not isinstance(into, (str, Path)) and not hasattr(into, "__fspath__"):
+            raise InvalidInputError("into must be an open MemCube or the path of the target cube.")
+        opener = partial(cls.open, chroma_url=kwargs.pop("chroma_url", None),
+                         embedder=kwargs.pop("embedder", None))  # fmt: skip
+        cube, report = pull(
+            reference,
+            into,
+            open_target=opener,
+            trusted_keys=trusted_keys,
+            accept_license=accept_license,
+            on_conflict=on_conflict,
+            **kwargs,
+        )
+        return cube, report  # type: ignore[return-value]
+
+    async def apublish(self, reference: str, **kwargs: Any) -> Any:
+        """Async :meth:`publish`."""
+        return await asyncio.to_thread(self.publish, reference, **kwargs)
+
+    @classmethod
+    async def apull(
+        cls, reference: str, into: MemCube | str | Path, **kwargs: Any
+    ) -> tuple[MemCube, Any]:
+        """Async :meth:`pull`."""
+        return await asyncio.to_thread(cls.pull, reference, into, **kwargs)
+
+    def subscribe(self, reference: str, *, trusted_keys: Any, **kwargs: Any) -> Any:
+        """Follow a registry channel: :meth:`sync` then applies what its publishers (each
+        signing with one of ``trusted_keys``) publish. ``accept_license``, ``on_conflict``,
+        ``as_user`` (mount the memories under this owner), ``share_with`` (readers who see them
+        read-only), ``revocations`` and ``revocation_keys``; see
+        :meth:`memcube.marketplace.Marketplace.subscribe`."""
+        from memcube.marketplace import Marketplace
+
+        self._check_open()
+        return Marketplace(self).subscribe(reference, trusted_keys=trusted_keys, **kwargs)
+
+    def sync(
+        self,
+        reference: str | None = None,
+        *,
+        credentials: tuple[str, str] | None = None,
+        plain_http: bool | None = None,
+        model_fingerprint: Any = None,
+    ) -> list[Any]:
+        """Apply, for every subscription (or ``reference``'s), the versions published since the
+        last applied one, in order; returns one :class:`~memcube.marketplace.SyncReport` each."""
+        from memcube.marketplace import Marketplace
+
+        self._check_open()
+        market = Marketplace(self, credentials=credentials, plain_http=plain_http)
+        return market.sync(reference, model_fingerprint=model_fingerprint)
+
     # ------------------------------------------------------------------ the OS parts
     def add_messages(
         self,
@@ -675,18 +852,61 @@ class MemCube(GovernanceMethods, AsyncTwins):
         return MemoryBlock(text, items)
 
     def activation_set(
-        self, user_id: str, *, token_budget: int | None = None, **kwargs: Any
+        self,
+        user_id: str,
+        *,
+        token_budget: int | None = None,
+        count_tokens: Callable[[str], int] | None = None,
+        counter: str | None = None,
+        rebuild: bool = False,
+        config: SchedulerConfig | None = None,
     ) -> list[MemoryItem]:
-        """The user's stable memory block for a KV-cache prefix: their profile, fact and
-        preference memories plus those promoted for frequent use, within ``token_budget`` tokens,
-        in a stable order (``created_at``, then ``id``) that changes only when the set changes.
-        Policy: :mod:`memcube.scheduler` (:func:`~memcube.scheduler.activation_set`)."""
-        from memcube.scheduler import activation_set
+        """The user's stable memory block for a KV-cache prefix, in block order: their own
+        memories of any type by importance and use (profile, fact and preference first) within
+        ``token_budget`` tokens (default ``SchedulerConfig.activation_token_budget``). The
+        block is stored; between rebuilds it only grows at the end (new memories appended) or
+        is cut where a member changed, so its cache is never rebuilt on a call; ``rebuild=True``
+        (or :meth:`maintain`) re-chooses it. ``count_tokens`` measures the budget (``counter``
+        names it; layouts of different counters are kept apart). Policy:
+        :func:`memcube.scheduler.plan_activation_block`.
+
+        Example:
+            >>> import tempfile
+            >>> cube = MemCube.open(tempfile.mkdtemp())
+            >>> a = cube.add("I am vegetarian.", user_id="ann", memory_type="preference")
+            >>> b = cube.add("We talked about Lisbon trams.", user_id="ann")
+            >>> [m.id for m in cube.activation_set("ann")] == [a.id, b.id]
+            True
+            >>> cube.close()
+        """
+        from memcube.activation.layout import APPROX_COUNTER
 
         self._check_open()
         check_scope_id(user_id, "user_id", required=True)
-        kwargs["config"] = kwargs.get("config") or self.scheduler_config
-        return activation_set(self, self.usage, user_id, token_budget=token_budget, **kwargs)
+        cfg = (config or self.scheduler_config).validate()
+        budget = cfg.activation_token_budget if token_budget is None else token_budget
+        if not is_int(budget) or budget < 1:
+            raise InvalidInputError(f"token_budget must be a positive integer, got {budget!r}.")
+        if not isinstance(rebuild, bool):
+            raise InvalidInputError("rebuild takes True or False.")
+        if rebuild:
+            self.usage.flush_usage()  # promotions happen when usage is written back
+        return self._block_layouts.block(
+            self,
+            user_id,
+            token_budget=budget,
+            config=cfg,
+            count_tokens=count_tokens or approx_tokens,
+            counter=counter or APPROX_COUNTER,
+            rebuild=rebuild,
+        )
+
+    @property
+    def _block_layouts(self) -> BlockLayouts:
+        layouts = self.__dict__.get("_layouts")
+        if layouts is None:
+            layouts = self.__dict__["_layouts"] = BlockLayouts(self.path)
+        return layouts
 
     def render(self, items: Sequence[MemoryItem], **kwargs: Any) -> str:
         """Render memories as a prompt block (see :func:`memcube.prompting.render_memories`)."""

@@ -18,7 +18,9 @@ from memcube.plaintext.embedder import Embedder
 from memcube.plaintext.repository import ItemRepository
 from memcube.plaintext.retrieval import RetrievalConfig, Retriever
 from memcube.scheduler import SchedulerConfig
+from memcube.services.feedback import Feedback
 from memcube.services.opening import FolderLocks, load_manifest
+from memcube.services.ranking_store import RankingProfiles
 from memcube.services.reads import Reads
 from memcube.services.sharing import Sharing
 from memcube.services.states import States
@@ -71,8 +73,14 @@ class CubeBase:
             merge_types=lifecycle.types,
         )
         self.usage = UsageCounter(self.repository, scheduler, is_closed=lambda: self._closed)
+        self.ranking_profiles = RankingProfiles(self.path)
         self._reads = Reads(
-            self.repository, self.retriever, self.governance, self.audit_log, self.usage
+            self.repository,
+            self.retriever,
+            self.governance,
+            self.audit_log,
+            self.usage,
+            self.ranking_profiles,
         )
         self._writes = Writes(self.repository, self.audit_log, lifecycle, redact=redact)
         self._versions = Versions(
@@ -80,6 +88,9 @@ class CubeBase:
         )
         self._states = States(
             self.repository, self._reads, self._writes, self.governance, self.usage, scheduler
+        )
+        self._feedback = Feedback(
+            self._states, self._reads, self.retriever, self.ranking_profiles, self.audit_log
         )
         self._sharing = Sharing(self.repository, self.governance, self._writes, self.audit_log)
         self._closed = False

@@ -88,6 +88,16 @@ class ModelMismatchError(MemCubeError):
     """A KV cache or adapter was built for a different model than the one it is loaded into."""
 
 
+class StaleChunkError(MemCubeError, ValueError):
+    """A stored KV chunk belongs to another version (or other token ids) of its memory; it is
+    never served. Rebuild it from the memory's current text."""
+
+
+class UnsupportedRopeError(MemCubeError, NotImplementedError):
+    """KV blending cannot re-encode positions for this model's rotary embedding (or layout); use
+    exact prefix caching or plain text for it."""
+
+
 class ExtractionError(MemCubeError):
     """A memory extractor produced output that could not be used (the raw turn is still kept)."""
 
@@ -132,3 +142,68 @@ class ForeignFormatError(MalformedArchiveError):
 class BackendError(MemCubeError):
     """Chroma refused or failed an operation for a reason other than being unreachable (the
     message carries Chroma's own). Nothing acknowledged before it is affected."""
+
+
+class MarketplaceError(MemCubeError):
+    """Publishing to, or pulling and syncing from, an OCI registry was refused or failed; nothing
+    was applied to the target cube."""
+
+
+class InvalidReferenceError(MarketplaceError, InvalidInputError):
+    """An ``oci://host/namespace/name:tag`` reference could not be understood."""
+
+
+class RegistryError(MarketplaceError):
+    """The registry answered with an error the client cannot work around."""
+
+
+class RegistryUnavailableError(RegistryError, ConnectionError):
+    """The registry could not be reached, or dropped the connection, after retrying."""
+
+
+class RegistryAuthError(RegistryError, PermissionError):
+    """The registry refused the credentials (or asked for some and none were found)."""
+
+
+class ArtifactNotFoundError(RegistryError, LookupError):
+    """No repository, tag or digest of that name exists in the registry."""
+
+
+class NotACubeArtifactError(MarketplaceError, ValueError):
+    """The artifact is not a memory cube (another artifact type or an image)."""
+
+
+class ManifestDigestError(ChecksumMismatchError):
+    """The registry returned a manifest whose SHA-256 differs from the digest asked for."""
+
+
+class LayerDigestError(ChecksumMismatchError):
+    """A downloaded layer's SHA-256 or size differs from its descriptor: it was tampered with."""
+
+
+class ArtifactTooLargeError(ArchiveTooLargeError):
+    """The artifact (or one of its layers) is larger than the pull's size limit."""
+
+
+class LicenseNotAcceptedError(MarketplaceError, PermissionError):
+    """The cube's license was not among those the caller accepted."""
+
+
+class RevokedError(SignatureError):
+    """The artifact was signed by a revoked key, or its digest is on the revocation list.
+    ``revoked_items``: ids of memories already in the cube that came from revoked keys or
+    versions (filled in by a sync)."""
+
+    revoked_items: list[str]
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        self.revoked_items = []
+
+
+class DeltaBaseError(MarketplaceError):
+    """A delta's base version was never applied to the target (or cannot be found)."""
+
+
+class ChannelMovedError(MarketplaceError):
+    """The channel's head is not the version this publisher last saw: sync before publishing."""

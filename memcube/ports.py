@@ -20,7 +20,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -82,7 +82,16 @@ class MemoryReader(MemorySearcher, Protocol):
 
     def get_many(self, ids: Sequence[str], *, user_id: str | None = None) -> list[MemoryItem]: ...
 
-    def activation_set(self, user_id: str, **kwargs: Any) -> list[MemoryItem]: ...
+    def activation_set(
+        self,
+        user_id: str,
+        *,
+        token_budget: int | None = ...,
+        count_tokens: Callable[[str], int] | None = ...,
+        counter: str | None = ...,
+        rebuild: bool = ...,
+        config: Any = ...,
+    ) -> list[MemoryItem]: ...
 
     def working_memory(self, query: str, *, user_id: str, **kwargs: Any) -> list[MemoryItem]: ...
 
@@ -167,11 +176,44 @@ class ImportTarget(Protocol):
         """Write memories with their versions verbatim (per memory: oldest first, current last)."""
 
 
+@runtime_checkable
+class MarketplaceCube(ExportSource, ImportTarget, Protocol):
+    """What the registry marketplace (:mod:`memcube.marketplace`) works on: a cube it exports
+    from, imports into, and whose pulled memories it shares read-only with readers."""
+
+    def share(
+        self,
+        owner: str,
+        with_user: str,
+        *,
+        ids: Sequence[str] | None = ...,
+        access: str = ...,
+        user_id: str | None = ...,
+    ) -> Any: ...
+
+
+@runtime_checkable
+class RankingSource(Protocol):
+    """A cube whose ranking profiles (learned from feedback) an export carries."""
+
+    def export_ranking(self, user_id: str | None = None) -> dict[str, Any] | None: ...
+
+
+@runtime_checkable
+class RankingTarget(Protocol):
+    """A cube that stores the ranking profiles an import carries."""
+
+    def import_ranking(self, document: Any, *, on_conflict: str = ...) -> list[str]: ...
+
+
 __all__ = [
     "DuplicateFinder",
     "ExportSource",
     "ImportTarget",
+    "MarketplaceCube",
     "MemoryReader",
     "MemorySearcher",
+    "RankingSource",
+    "RankingTarget",
     "UsageSink",
 ]

@@ -35,7 +35,9 @@ def speaker(item: MemoryItem, reader: str | None = None) -> str:
     role = item.metadata.get("role")
     name = item.metadata.get("speaker")
     shared = reader is not None and item.user_id != reader
-    owner = f"{item.user_id} (shared with you)"
+    published = publisher_label(item)
+    via = f"published by {published}, " if published else ""
+    owner = f"{item.user_id} ({via}shared with you)"
     if role == "assistant":
         return f"assistant said to {owner}" if shared else "assistant said"
     if isinstance(role, str) and role and role != "user":
@@ -44,7 +46,34 @@ def speaker(item: MemoryItem, reader: str | None = None) -> str:
         if shared:
             return f"{owner} said"
         return f"{name} (user) said" if isinstance(name, str) and name else "user said"
-    return f"{item.user_id}'s memory (shared with you)" if shared else ""
+    if shared:
+        return f"{item.user_id}'s memory ({via}shared with you)"
+    return f"memory published by {published}" if published else ""
+
+
+#: Key of ``item.provenance.detail`` under which a memory pulled from a registry names its
+#: publisher (``{"key_id": ..., "name": ..., "channel": ..., "digest": ...}``).
+PUBLISHER_DETAIL = "publisher"
+
+
+def publisher_label(item: MemoryItem) -> str | None:
+    """The publisher a memory pulled from a registry came from (its name, else its key id), or
+    ``None`` for memories that were not published. See :mod:`memcube.marketplace`.
+
+    Example:
+        >>> from memcube.items import MemoryItem, Provenance
+        >>> kb = MemoryItem(content="VPN: use wg0", user_id="team-kb", provenance=Provenance(
+        ...     detail={"publisher": {"key_id": "1a2b3c4d5e6f7a8b", "name": "IT desk"}}))
+        >>> publisher_label(kb), speaker(kb, "ana")
+        ('IT desk', "team-kb's memory (published by IT desk, shared with you)")
+    """
+    mark = item.provenance.detail.get(PUBLISHER_DETAIL)
+    if not isinstance(mark, dict):
+        return None
+    name, kid = mark.get("name"), mark.get("key_id")
+    if isinstance(name, str) and name:
+        return name
+    return f"key {kid}" if isinstance(kid, str) and kid else None
 
 
 def memory_line(item: MemoryItem, reader: str | None = None) -> str:

@@ -24,26 +24,29 @@ Working memory (:func:`working_memory`)
     score order, until ``token_budget`` is used up (tokens of the rendered lines, see
     :mod:`memcube.prompting`). Only the items returned are counted as accessed.
 
-Activation memory (:func:`activation_set`)
-    The stable block a KV cache is built from: the user's own current ``activation_types``
-    memories (profile, fact, preference) plus items *promoted* for frequent use, in a stable
-    order (``created_at``, then ``id``), so the block, and the cache built from it, change only
-    when the set changes. When the set exceeds ``token_budget``, the most important (then oldest)
-    items are kept; their order stays stable.
+Activation memory (:func:`plan_activation_block`)
+    The stable block a KV cache is built from: the user's own current memories of any type,
+    chosen by :func:`activation_priority` (importance and use; profile, fact and preference
+    memories first) within the block's token budget, so a small user's whole memory fits. The
+    block is stored as a layout (ids and versions in order) and between rebuilds only grows at
+    the end: new memories are appended, and a member that changes cuts the block there (the
+    rest waits for the next rebuild, at :meth:`MemCube.maintain`). Its KV cache is therefore
+    reused, extended by the new tail or cut exactly, and never rebuilt while a user waits; with
+    ``activation_hysteresis`` a rebuild keeps members unless an outsider clearly beats them.
 
     *Promotion*: when usage counts are written back (:meth:`MemCube.flush_usage`), an item of
     another type whose ``access_count`` reached ``promote_min_uses`` (useful feedback counts
     ``feedback_uses`` accesses each) within ``promote_window_days`` of its last access moves to
-    state ``activated``. *Demotion*: an ``activated`` item not accessed for
-    ``demote_after_days``, or with more "not useful" than "useful" votes, drops out of the set at
-    once and goes back to ``generated`` (``merged`` if it was merged) when
-    :meth:`MemCube.maintain` runs.
+    state ``activated`` (a priority lead at the next rebuild). *Demotion*: an ``activated`` item
+    not accessed for ``demote_after_days`` goes back to ``generated`` (``merged`` if it was
+    merged) when :meth:`MemCube.maintain` runs; a memory with more "not useful" than "useful"
+    votes leaves the block at once (it cuts the block like an edit).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -87,8 +90,10 @@ class SchedulerConfig:
             subtracts as many).
         feedback_step: how much one vote moves an item's ``importance`` (up or down).
         type_bonus: added to the score of these memory types (``memory_type`` value -> bonus).
-        activation_types: memory types that always belong to a user's activation set.
-        activation_token_budget: default token budget of :func:`activation_set`.
+        activation_types: memory types placed first in a user's activation block.
+        activation_token_budget: default token budget of the activation block.
+        activation_hysteresis: priority lead of the block's members (and promoted items) over
+            outsiders when the block is rebuilt, so it does not churn.
         promote_min_uses: accesses (plus weighted useful votes) that promote an item.
         promote_window_days: promotion needs an access within this many days.
         demote_after_days: an activated item not accessed for this long is demoted.
@@ -115,6 +120,7 @@ class SchedulerConfig:
         MemoryType.PREFERENCE.value,
     )
     activation_token_budget: int = 1024
+    activation_hysteresis: float = 0.25
     promote_min_uses: int = 5
     promote_window_days: float = 7.0
     demote_after_days: float = 14.0
@@ -144,6 +150,10 @@ class SchedulerConfig:
         except ValueError as exc:
             raise InvalidInputError(f"SchedulerConfig: {exc}.") from None
         del types
+        if not isinstance(self.activation_hysteresis, (int, float)) or not (
+            0 <= self.activation_hysteresis <= 1
+        ):
+            raise InvalidInputError("SchedulerConfig.activation_hysteresis must be in [0, 1].")
         if self.activation_token_budget < 1:
             raise InvalidInputError("SchedulerConfig.activation_token_budget must be >= 1.")
         return self
@@ -305,66 +315,138 @@ def demoted_state(item: MemoryItem) -> LifecycleState:
     return LifecycleState.MERGED if item.provenance.merged_from else LifecycleState.GENERATED
 
 
-def in_activation_set(item: MemoryItem, cfg: SchedulerConfig, now: datetime) -> bool:
+def activation_priority(item: MemoryItem, cfg: SchedulerConfig) -> float:
+    """How much an item deserves a place in the activation block: ``importance + usage``
+    (each in ``[0, 1]``), plus 1 for the ``activation_types`` (profile, fact, preference: the
+    user's standing facts come first) and ``activation_hysteresis`` for promoted items."""
+    prio = float(item.importance) + usage_signal(item, cfg)
     if item.memory_type.value in cfg.activation_types:
-        return True
-    return item.state == LifecycleState.ACTIVATED and not is_cold(item, cfg, now)
+        prio += 1.0
+    if item.state == LifecycleState.ACTIVATED:
+        prio += cfg.activation_hysteresis
+    return prio
 
 
-def activation_set(
-    searcher: MemorySearcher,
-    usage: UsageSink,
-    user_id: str,
-    *,
-    token_budget: int | None = None,
-    config: SchedulerConfig | None = None,
-    count_tokens: TokenCounter = approx_tokens,
-) -> list[MemoryItem]:
-    """The user's stable memory block for a KV-cache prefix (see the module docstring).
-
-    Only the user's own current memories are considered (not those shared with them), so the
-    block of one user never changes because another user edited something.
-    """
-    cfg = (config or SchedulerConfig()).validate()
-    budget = cfg.activation_token_budget if token_budget is None else token_budget
-    if not is_int(budget) or budget < 1:
-        raise InvalidInputError(f"token_budget must be a positive integer, got {budget!r}.")
-    usage.flush_usage()  # promotions happen when usage is written back
-    now = utcnow()
-    filters = {
-        "$or": [
-            {"memory_type": {"$in": list(cfg.activation_types)}},
-            {"state": LifecycleState.ACTIVATED.value},
-        ]
-    }
-    pool = [
+def activation_pool(items: Iterable[MemoryItem]) -> list[MemoryItem]:
+    """The items that may sit in an activation block: current, not expired, not voted down."""
+    return [
         it
-        for it in searcher.items(user_id=user_id, filters=filters)
-        if in_activation_set(it, cfg, now)
+        for it in items
+        if it.state not in (LifecycleState.ARCHIVED, LifecycleState.EXPIRED)
+        and not it.is_expired
+        and votes(it)[1] <= votes(it)[0]
     ]
-    # Which items fit: the most important first (then the oldest, then by id: deterministic).
-    pool.sort(key=lambda it: (-it.importance, it.created_at, it.id))
-    used = count_tokens(DEFAULT_HEADER)
-    kept = []
-    for item in pool:
-        cost = count_tokens(memory_line(item))
-        if used + cost <= budget:
+
+
+@dataclass(frozen=True)
+class BlockEntry:
+    """One memory of a stored activation block layout: its id and the version it showed."""
+
+    id: str
+    version: int
+
+
+@dataclass
+class BlockPlan:
+    """An activation block: ``items`` in block order, and the ids left out until the next
+    rebuild (``pending``: members cut off behind a memory that changed)."""
+
+    items: list[MemoryItem]
+    pending: list[BlockEntry]
+    rebuilt: bool
+
+    @property
+    def entries(self) -> list[BlockEntry]:
+        return [BlockEntry(it.id, it.version) for it in self.items]
+
+
+def plan_activation_block(
+    previous: Sequence[BlockEntry] | None,
+    pending: Sequence[BlockEntry],
+    pool: Sequence[MemoryItem],
+    *,
+    token_budget: int,
+    config: SchedulerConfig,
+    count_tokens: TokenCounter = approx_tokens,
+    rebuild: bool = False,
+) -> BlockPlan:
+    """The next activation block of a user, given the stored layout ``previous`` (see the
+    module docstring). ``pool`` is :func:`activation_pool` of the user's own memories.
+
+    On a call (``rebuild=False``) the block only ever keeps its valid head and grows at the end:
+    the stored layout is kept up to the first member that was deleted, edited or voted down
+    (that member and everything after it wait in ``pending``), then memories never seen by the
+    layout are appended, the highest :func:`activation_priority` first, while they fit. So its
+    KV cache is reused, cut (exactly, no forward pass) or extended by the new tail, never
+    rebuilt on the hot path. A rebuild (no layout yet, or ``rebuild=True`` from
+    :meth:`MemCube.maintain`) chooses by priority, members ahead by ``activation_hysteresis``,
+    and keeps the unchanged members in their old order first.
+    """
+    cfg = config
+    line_cost = {it.id: count_tokens(memory_line(it)) for it in pool}
+    budget = token_budget - count_tokens(DEFAULT_HEADER)
+    by_id = {it.id: it for it in pool}
+    if previous is not None and not rebuild:
+        kept: list[MemoryItem] = []
+        used = 0
+        cut_at = len(previous)
+        for pos, entry in enumerate(previous):
+            item = by_id.get(entry.id)
+            if item is None or item.version != entry.version or used + line_cost[item.id] > budget:
+                cut_at = pos
+                break
             kept.append(item)
-            used += cost
-    # The block's order: stable, independent of importance or usage.
-    kept.sort(key=lambda it: (it.created_at, it.id))
-    return kept
+            used += line_cost[item.id]
+        known = {e.id for e in (*previous, *pending)}
+        waiting = [e for e in previous[cut_at:] if e.id in by_id]
+        waiting += [e for e in pending if e.id in by_id and e not in waiting]
+        fresh = sorted(
+            (it for it in pool if it.id not in known),
+            key=lambda it: (-activation_priority(it, cfg), it.created_at, it.id),
+        )
+        added = []
+        for item in fresh:
+            if used + line_cost[item.id] <= budget:
+                added.append(item)
+                used += line_cost[item.id]
+        added.sort(key=lambda it: (it.created_at, it.id))
+        return BlockPlan(kept + added, waiting, rebuilt=False)
+    old = [*(previous or ()), *pending]
+    members = {e.id: pos for pos, e in reversed(list(enumerate(old)))}
+
+    def priority(it: MemoryItem) -> float:
+        return activation_priority(it, cfg) + (cfg.activation_hysteresis if it.id in members else 0)
+
+    chosen: list[MemoryItem] = []
+    used = 0
+    for item in sorted(pool, key=lambda it: (-priority(it), it.created_at, it.id)):
+        if used + line_cost[item.id] <= budget:
+            chosen.append(item)
+            used += line_cost[item.id]
+    unchanged = {e.id for e in old if (m := by_id.get(e.id)) and m.version == e.version}
+    # unchanged members in their old order keep the longest cached head; the rest follow
+    chosen.sort(
+        key=lambda it: (
+            (0, members[it.id], "", "")
+            if it.id in unchanged
+            else (1, 0, it.created_at.isoformat(), it.id)
+        )
+    )
+    return BlockPlan(chosen, [], rebuilt=True)
 
 
 __all__ = [
     "NOT_USEFUL_KEY",
     "USEFUL_KEY",
+    "BlockEntry",
+    "BlockPlan",
     "SchedulerConfig",
-    "activation_set",
+    "activation_pool",
+    "activation_priority",
     "demoted_state",
     "effective_uses",
     "fit_to_budget",
-    "in_activation_set",
+    "plan_activation_block",
     "is_cold",
     "score_candidates",
     "should_promote",

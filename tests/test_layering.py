@@ -19,7 +19,7 @@ LAYERS = {
          "memcube.reader", "memcube.extractors", "memcube.prompting", "memcube.redaction"], 3),
     **dict.fromkeys(
         ["memcube.services", "memcube.interchange", "memcube.parametric", "memcube.activation",
-         "memcube.runtime"], 4),
+         "memcube.runtime", "memcube.marketplace"], 4),
     **dict.fromkeys(
         ["memcube.cube", "memcube.cube_base", "memcube.cube_governance", "memcube.async_twins"], 5
     ),

@@ -6,6 +6,13 @@ Example:
     []
 """
 
+from memcube.activation.blend import BlendResult, ChunkKV, check_blend_support
+from memcube.activation.chunks import (
+    Chunk,
+    ChunkManifest,
+    ChunkNotFoundError,
+    ChunkStore,
+)
 from memcube.activation.kv import cache_nbytes, cache_to_tensors, tensors_to_cache
 from memcube.activation.memory import (
     ACTIVATION_HEADER,
@@ -28,14 +35,21 @@ __all__ = [
     "FORMAT_VERSION",
     "ActivationMemory",
     "ActivationStore",
+    "BlendResult",
     "CacheEntry",
     "CacheManifest",
+    "Chunk",
+    "ChunkKV",
+    "ChunkManifest",
+    "ChunkNotFoundError",
+    "ChunkStore",
     "CorruptCacheError",
     "MemoryContext",
     "activation_memory",
     "block_segments",
     "cache_nbytes",
     "cache_to_tensors",
+    "check_blend_support",
     "ids_sha256",
     "tensors_to_cache",
 ]

@@ -20,10 +20,11 @@ from typing import Any
 
 from memcube.errors import ModelMismatchError
 
-__all__ = ["cache_nbytes", "cache_to_tensors", "tensors_to_cache"]
+__all__ = ["cache_nbytes", "cache_to_tensors", "layer_info", "tensors_to_cache"]
 
 
-def _layer_info(layer: Any) -> dict[str, Any]:
+def layer_info(layer: Any) -> dict[str, Any]:
+    """The JSON description of one cache layer (full attention, or its sliding window)."""
     if getattr(layer, "is_sliding", False):
         return {
             "kind": "sliding",
@@ -45,7 +46,7 @@ def cache_to_tensors(cache: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
             raise ValueError(f"cannot store a {kind} cache layer (only dynamic layers)")
         tensors[f"layers.{i}.keys"] = layer.keys.detach().to("cpu").contiguous().clone()
         tensors[f"layers.{i}.values"] = layer.values.detach().to("cpu").contiguous().clone()
-        layers.append(_layer_info(layer))
+        layers.append(layer_info(layer))
     return tensors, layers
 
 

@@ -2,13 +2,16 @@
 
 For a question from ``user_id``:
 
-1. the **activation block**: :meth:`MemCube.activation_set` (the user's stable memories, in a
-   stable order) rendered by :func:`memcube.prompting.render_memories`; it opens the system turn
-   and is served from a KV cache (:class:`~memcube.activation.store.ActivationStore`);
+1. the **activation block**: :meth:`MemCube.activation_set` (the user's stable block: memories
+   of any type by importance and use, in a stored layout that only grows at the end between
+   rebuilds) rendered by :func:`memcube.prompting.render_memories`; it opens the system turn
+   and is served from a KV cache (:class:`~memcube.activation.store.ActivationStore`), reused,
+   extended by appended memories or cut exactly;
 2. the **working block**: :meth:`MemCube.memory_block` for the question, minus what the
    activation block already holds, as plain text right after it.
 
-Consecutive questions from one user share the activation block, hence one cache.
+Consecutive questions from one user share the activation block, hence one cache; budgets are
+counted with the model's own tokenizer.
 
 Example:
     >>> import tempfile
@@ -25,18 +28,22 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from memcube.activation.blend import BlendResult, blend
+from memcube.activation.chunks import ChunkStore
 from memcube.activation.store import DEFAULT_MEMORY_BUDGET, ActivationStore
 from memcube.items import MemoryItem
 from memcube.ports import MemoryReader
-from memcube.prompting import render_memories
+from memcube.prompting import DEFAULT_HEADER, memory_line, render_memories
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
+    from memcube.runtime.chat import Prompt
     from memcube.runtime.engine import Runtime
 
 __all__ = [
@@ -45,10 +52,15 @@ __all__ = [
     "MemoryContext",
     "activation_memory",
     "block_segments",
+    "counter_name",
+    "live_runtimes",
+    "warm",
 ]
 
 #: Header of the activation block (the working block uses the default header).
 ACTIVATION_HEADER = "Long-term memories about the user:"
+#: Share of the per-question chunk tokens blend mode recomputes (see ``benchmarks/kv_blend_quality``).
+DEFAULT_RECOMPUTE_RATIO = 0.15
 
 
 def block_segments(items: Sequence[MemoryItem], header: str = ACTIVATION_HEADER) -> list[str]:
@@ -83,6 +95,9 @@ class MemoryContext:
     segments: list[str] = field(default_factory=list)
     working_items: list[MemoryItem] = field(default_factory=list)
     working_block: str = ""
+    working_segments: list[str] = field(default_factory=list)
+    """The working block as one segment per line (header first), for blend mode; empty when
+    the block cannot be split that way."""
 
     @property
     def item_ids(self) -> list[str]:
@@ -99,6 +114,8 @@ class ActivationMemory:
         memory_budget_bytes: in-memory LRU tier size (when ``store`` is not given).
         store: the :class:`ActivationStore` to use (it must belong to ``cube.path`` and
             ``runtime``); by default a new one.
+        chunks: the :class:`~memcube.activation.chunks.ChunkStore` of per-memory KV chunks
+            (blend mode); by default a new one.
     """
 
     def __init__(
@@ -108,6 +125,7 @@ class ActivationMemory:
         *,
         memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
         store: ActivationStore | None = None,
+        chunks: ChunkStore | None = None,
     ) -> None:
         self.cube = cube
         self.runtime = runtime
@@ -116,6 +134,7 @@ class ActivationMemory:
             if store is not None
             else ActivationStore(cube.path, runtime, memory_budget_bytes=memory_budget_bytes)
         )
+        self.chunks = chunks if chunks is not None else ChunkStore(cube.path, runtime)
 
     def context(
         self,
@@ -126,7 +145,16 @@ class ActivationMemory:
         working_budget: int = 512,
     ) -> MemoryContext:
         """Pick the activation block and the question's working memories (the cube decides)."""
-        stable = self.cube.activation_set(user_id, token_budget=activation_budget)
+        stable = (
+            self.cube.activation_set(
+                user_id,
+                token_budget=activation_budget,
+                count_tokens=self.runtime.count_tokens,
+                counter=counter_name(self.runtime),
+            )
+            if activation_budget > 0
+            else []
+        )
         working = ""
         if query.strip() and working_budget > 0:
             # The memories in the cached prefix are in the prompt already: not repeated.
@@ -135,12 +163,44 @@ class ActivationMemory:
                 user_id=user_id,
                 token_budget=working_budget,
                 exclude_texts=[it.content for it in stable],
+                count_tokens=self.runtime.count_tokens,
             )
+        items = list(getattr(working, "items", ()))
+        pieces = [DEFAULT_HEADER] + ["\n" + memory_line(it, user_id) for it in items]
         return MemoryContext(
             activation_items=list(stable),
             segments=block_segments(stable),
-            working_items=list(getattr(working, "items", ())),
+            working_items=items,
             working_block=str(working),
+            working_segments=pieces if items and "".join(pieces) == str(working) else [],
+        )
+
+    def blend(
+        self,
+        prompt: Prompt,
+        prefix_cache: Any,
+        chunk_items: Sequence[MemoryItem | None],
+        *,
+        recompute_ratio: float = DEFAULT_RECOMPUTE_RATIO,
+    ) -> BlendResult:
+        """The approximate cache of ``prompt.prefix_ids`` + its chunks: each chunk's stored KV
+        (computed once per memory version, :class:`~memcube.activation.chunks.ChunkStore`)
+        composed after the exact ``prefix_cache`` (see :func:`memcube.activation.blend.blend`).
+        ``chunk_items`` names the memory of each chunk (``None``: the block header)."""
+        chunks = []
+        for ids, item in zip(prompt.chunk_ids, chunk_items):
+            if item is None:
+                name, version = "header", hashlib.sha256(str(ids).encode()).hexdigest()[:16]
+            else:
+                name, version = item.id, f"{item.version}.{item.content_hash[:16]}"
+            chunks.append(self.chunks.get_or_build(name, version, ids))
+        return blend(
+            self.runtime,
+            prefix_cache,
+            len(prompt.prefix_ids),
+            prompt.chunk_ids,
+            chunks,
+            recompute_ratio=recompute_ratio,
         )
 
     def prefix_cache(
@@ -157,10 +217,40 @@ class ActivationMemory:
         ).cache
 
 
+def counter_name(runtime: Runtime) -> str:
+    """The name a runtime's token counter gives the layouts it measures (its tokenizer's)."""
+    return f"tokenizer:{runtime.fingerprint.digest[:16]}"
+
+
+def live_runtimes(cube: MemoryReader) -> list[Runtime]:
+    """The runtimes this process serves ``cube``'s activation memory with."""
+    with _registry_lock:
+        entry = _registry.get(id(cube))
+        if entry is None or entry[0]() is not cube:
+            return []
+        return [kv.runtime for kv, _ in entry[1].values()]
+
+
+def warm(cube: MemoryReader, runtime: Runtime, user_id: str, items: Sequence[MemoryItem]) -> None:
+    """Build (or extend) the KV cache of ``user_id``'s block ``items`` for ``runtime`` now, so
+    the next call finds it ready (used after a rebuild)."""
+    from memcube.runtime.chat import ChatMessage
+
+    if not items:
+        return
+    segments = block_segments(items)
+    prompt = runtime.prompt([ChatMessage("user", "?")], activation_segments=segments)
+    activation_memory(cube, runtime).prefix_cache(
+        prompt.prefix_ids, user_id=user_id, item_ids=[it.id for it in items]
+    )
+
+
 # The stores of the process, per cube object and runtime. A cube is referenced weakly: once the
 # application drops a cube (closed or not), its entry goes with it, and the stores (which hold
 # the runtime and the cube folder, never the cube) are released.
-_registry: dict[int, tuple[weakref.ref[MemoryReader], dict[int, ActivationStore]]] = {}
+_registry: dict[
+    int, tuple[weakref.ref[MemoryReader], dict[int, tuple[ActivationStore, ChunkStore]]]
+] = {}
 _registry_lock = threading.RLock()  # re-entrant: a weakref callback may run under it
 
 
@@ -193,7 +283,10 @@ def activation_memory(cube: MemoryReader, runtime: Runtime) -> ActivationMemory:
                 return ActivationMemory(cube, runtime)
             entry = _registry[key] = (ref, {})
         stores = entry[1]
-        store = stores.get(id(runtime))
-        if store is None or store.runtime is not runtime:
-            store = stores[id(runtime)] = ActivationStore(cube.path, runtime)
-        return ActivationMemory(cube, runtime, store=store)
+        pair = stores.get(id(runtime))
+        if pair is None or pair[0].runtime is not runtime:
+            pair = stores[id(runtime)] = (
+                ActivationStore(cube.path, runtime),
+                ChunkStore(cube.path, runtime),
+            )
+        return ActivationMemory(cube, runtime, store=pair[0], chunks=pair[1])

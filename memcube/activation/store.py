@@ -24,10 +24,10 @@ Example:
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,9 +37,10 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from memcube.activation.kv import cache_nbytes, cache_to_tensors, tensors_to_cache
+from memcube.activation.kv import cache_nbytes, cache_to_tensors, layer_info, tensors_to_cache
 from memcube.atomic import atomic_write_bytes, atomic_write_text
 from memcube.errors import InvalidInputError, MemCubeError, ModelMismatchError
+from memcube.runtime.caches import cache_prefix, fork_cache
 from memcube.runtime.model import ModelFingerprint
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -119,12 +120,15 @@ class ActivationStore:
         self.memory_budget_bytes = memory_budget_bytes
         self.keep_per_user = max(1, keep_per_user)
         self._memory: OrderedDict[str, CacheEntry] = OrderedDict()
+        #: seconds the last stored cache took to write (benchmarks separate it from compute)
+        self.last_save_s = 0.0
         self._lock = threading.RLock()
         self.stats = {
             "memory_hits": 0,
             "disk_hits": 0,
             "built": 0,
             "extended": 0,
+            "cut": 0,
             "tokens_prefilled": 0,
         }
 
@@ -179,9 +183,22 @@ class ActivationStore:
                     self.stats["disk_hits"] += 1
                     self._remember(key, entry)
                     return entry
+            longer = self._cut_from_longer(ids, adapter)
+            if longer is not None:
+                # a block cut short (a memory in it changed): the exact head of a held cache,
+                # no forward pass; kept in memory only, it is derived from a stored cache
+                entry = CacheEntry(
+                    self._manifest(key, ids, longer, user_id, item_ids, adapter, None),
+                    longer,
+                    ids,
+                    cache_nbytes(longer),
+                )
+                self.stats["cut"] += 1
+                self._remember(key, entry)
+                return entry
             base = self._longest_stored_prefix(ids, user_id, adapter)
             if base is not None:
-                cache = copy.deepcopy(base.cache)
+                cache = fork_cache(base.cache)
                 new_ids = ids[base.manifest.token_count :]
                 self.runtime.prefill(new_ids, cache, adapter=adapter)
                 self.stats["extended"] += 1
@@ -298,10 +315,28 @@ class ActivationStore:
         import torch
         from safetensors.torch import save as save_safetensors
 
-        tensors, layers = cache_to_tensors(cache)
+        tensors, _ = cache_to_tensors(cache)
         tensors["prefix_ids"] = torch.tensor(ids, dtype=torch.int64)
-        nbytes = cache_nbytes(cache)
-        manifest = CacheManifest(
+        manifest = self._manifest(key, ids, cache, user_id, item_ids, adapter, extended_from)
+        tensors_path, manifest_path = self._paths(key)
+        start = time.perf_counter()
+        # tensors first, manifest last: a manifest on disk means a complete cache
+        atomic_write_bytes(tensors_path, save_safetensors(tensors, metadata={"format": "memcube"}))
+        atomic_write_text(manifest_path, manifest.model_dump_json(indent=2))
+        self.last_save_s = time.perf_counter() - start
+        return CacheEntry(manifest, cache, ids, manifest.nbytes)
+
+    def _manifest(
+        self,
+        key: str,
+        ids: list[int],
+        cache: Any,
+        user_id: str | None,
+        item_ids: Sequence[str],
+        adapter: str | None,
+        extended_from: str | None,
+    ) -> CacheManifest:
+        return CacheManifest(
             key=key,
             fingerprint=self.fingerprint,
             fingerprint_digest=self.fingerprint.digest,
@@ -310,16 +345,11 @@ class ActivationStore:
             item_ids=list(item_ids),
             token_count=len(ids),
             prefix_ids_sha256=ids_sha256(ids),
-            layers=layers,
-            nbytes=nbytes,
+            layers=[layer_info(layer) for layer in cache.layers],
+            nbytes=cache_nbytes(cache),
             created_at=datetime.now(timezone.utc),
             extended_from=extended_from,
         )
-        tensors_path, manifest_path = self._paths(key)
-        # tensors first, manifest last: a manifest on disk means a complete cache
-        atomic_write_bytes(tensors_path, save_safetensors(tensors, metadata={"format": "memcube"}))
-        atomic_write_text(manifest_path, manifest.model_dump_json(indent=2))
-        return CacheEntry(manifest, cache, ids, nbytes)
 
     def _remember(self, key: str, entry: CacheEntry) -> None:
         if entry.nbytes > self.memory_budget_bytes:
@@ -328,6 +358,21 @@ class ActivationStore:
         self._memory.move_to_end(key)
         while self.memory_bytes > self.memory_budget_bytes and len(self._memory) > 1:
             self._memory.popitem(last=False)
+
+    def _cut_from_longer(self, ids: list[int], adapter: str | None) -> Any | None:
+        """The exact cache of ``ids`` cut from a held cache of a longer block that starts with
+        them, or ``None``."""
+        n = len(ids)
+        for entry in reversed(self._memory.values()):  # most recently used first
+            if (
+                entry.manifest.adapter == adapter
+                and entry.manifest.token_count > n
+                and entry.prefix_ids[:n] == ids
+            ):
+                cut = cache_prefix(entry.cache, n)
+                if cut is not None:
+                    return cut
+        return None
 
     def _longest_stored_prefix(
         self, ids: list[int], user_id: str | None, adapter: str | None

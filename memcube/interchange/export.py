@@ -9,7 +9,7 @@ import os
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -24,6 +24,7 @@ from memcube.interchange.format import (
     PAYLOAD_DIRS,
     PAYLOAD_SUFFIXES,
     PRODUCER,
+    RANKING_MEMBER,
     SIGNATURE_MEMBER,
     ArchiveManifest,
     MemberEntry,
@@ -32,6 +33,7 @@ from memcube.interchange.format import (
 from memcube.interchange.payloads import find_owner, group_units
 from memcube.interchange.signing import PrivateKeyLike, key_id, load_private_key, sign_manifest
 from memcube.items import check_scope_id, utcnow
+from memcube.ports import RankingSource
 
 if TYPE_CHECKING:
     from memcube.ports import ExportSource
@@ -58,6 +60,8 @@ class ExportReport:
     signed: bool
     key_id: str | None = None
     skipped_files: list[tuple[str, str]] = field(default_factory=list)
+    #: Ranking profiles carried (``ranking.json``: learned from feedback).
+    ranking_profiles: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -146,6 +150,8 @@ def export_cube(
     user_id: str | None = None,
     signing_key: PrivateKeyLike | None = None,
     progress: ProgressFn | None = None,
+    compress: bool = True,
+    manifest_extra: Mapping[str, Any] | None = None,
 ) -> ExportReport:
     """Write ``cube`` (or one user's part of it) to a single MIP archive at ``path``.
 
@@ -156,6 +162,10 @@ def export_cube(
 
     With ``user_id`` only that user's memories are exported, and only the caches/adapters whose
     manifest attributes them to that user (by ``user_id`` or by the memory ids they hold).
+
+    ``compress=False`` writes a plain tar (what :mod:`memcube.marketplace` splits into layers);
+    ``manifest_extra`` adds fields to ``mip.json`` (covered by the signature), e.g. a delta's
+    base and tombstones.
 
     Example:
         >>> import tempfile, pathlib
@@ -228,8 +238,16 @@ def export_cube(
                         continue
                 chosen.extend(unit.files)
 
-            with tarfile.open(tmp, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+            if compress:
+                opened = tarfile.open(tmp, mode="w:gz", format=tarfile.PAX_FORMAT)
+            else:
+                opened = tarfile.open(tmp, mode="w", format=tarfile.PAX_FORMAT)
+            with opened as tar:
                 members[ITEMS_MEMBER] = _add_file(tar, ITEMS_MEMBER, items_path, mtime)
+                ranking = cube.export_ranking(user_id) if isinstance(cube, RankingSource) else None
+                if ranking is not None:
+                    data = json.dumps(ranking, sort_keys=True).encode()
+                    members[RANKING_MEMBER] = _add_bytes(tar, RANKING_MEMBER, data, mtime)
                 for i, name in enumerate(chosen, 1):
                     members[name] = _add_file(tar, name, cube.path / name, mtime)
                     if progress:
@@ -253,6 +271,7 @@ def export_cube(
                         "adapter_files": sum(1 for c in chosen if c.startswith("adapters/")),
                     },
                     members=members,
+                    **dict(manifest_extra or {}),
                 )
                 manifest_bytes = (manifest.model_dump_json(indent=2) + "\n").encode()
                 _add_bytes(tar, MANIFEST_MEMBER, manifest_bytes, mtime)
@@ -283,6 +302,7 @@ def export_cube(
         signed=signer is not None,
         key_id=key_id(signer.public_key()) if signer is not None else None,
         skipped_files=report_skipped,
+        ranking_profiles=len(ranking["users"]) if ranking is not None else 0,
     )
 
 

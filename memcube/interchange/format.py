@@ -8,6 +8,9 @@ A MIP archive is one gzip-compressed tar file holding only regular files:
 ``activation/**.safetensors|json`` and ``adapters/**.safetensors|json``
     KV caches and LoRA adapters exactly as they sit in the cube folder: tensors as safetensors,
     their manifests (with the model fingerprint) as JSON. No other file type is ever carried.
+``ranking.json`` (optional)
+    the ranking profiles learned from feedback (:mod:`memcube.plaintext.ranking_profile`): plain
+    JSON weights, vote tallies and the words of voted queries, validated and clipped on import.
 ``mip.json``
     the manifest: MIP version, producer, cube id, embedder id, item schema version, counts and the
     SHA-256 and size of every other member. Written last, so a reader checks it after streaming.
@@ -41,6 +44,7 @@ PRODUCER = "memos-integrations"
 MANIFEST_MEMBER = "mip.json"
 SIGNATURE_MEMBER = "mip.sig"
 ITEMS_MEMBER = "items.jsonl"
+RANKING_MEMBER = "ranking.json"
 ACTIVATION_DIR = "activation"
 ADAPTERS_DIR = "adapters"
 PAYLOAD_DIRS = (ACTIVATION_DIR, ADAPTERS_DIR)
@@ -113,6 +117,8 @@ def member_kind(name: str) -> str:
         return "signature"
     if name == ITEMS_MEMBER:
         return "items"
+    if name == RANKING_MEMBER:
+        return "ranking"
     if (
         parts[0] in PAYLOAD_DIRS
         and 2 <= len(parts) <= MAX_PAYLOAD_DEPTH
@@ -122,7 +128,8 @@ def member_kind(name: str) -> str:
         return parts[0]
     raise UnexpectedMemberError(
         f"member {name!r} is not part of a MIP archive (allowed: {MANIFEST_MEMBER}, "
-        f"{SIGNATURE_MEMBER}, {ITEMS_MEMBER}, activation/ and adapters/ *.safetensors or *.json)."
+        f"{SIGNATURE_MEMBER}, {ITEMS_MEMBER}, {RANKING_MEMBER}, activation/ and adapters/ "
+        "*.safetensors or *.json)."
     )
 
 

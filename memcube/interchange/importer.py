@@ -18,7 +18,7 @@ from memcube.interchange.payloads import PayloadUnit, fingerprint_digest, unit_f
 from memcube.interchange.reader import StagedArchive, read_archive
 from memcube.interchange.signing import PublicKeyLike
 from memcube.items import UPDATE_FIELDS, LifecycleState, MemoryItem
-from memcube.ports import ImportTarget
+from memcube.ports import ImportTarget, RankingTarget
 
 OnConflict = Literal["skip", "overwrite", "new_version"]
 ON_CONFLICT = ("skip", "overwrite", "new_version")
@@ -54,6 +54,8 @@ class ImportReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     versions_written: int = 0
     attached: list[str] = field(default_factory=list)
+    #: Users whose ranking profile was written (``"*"``: the cube-wide prior).
+    ranking_profiles: list[str] = field(default_factory=list)
     dropped: list[DroppedPayload] = field(default_factory=list)
     skipped_files: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -269,6 +271,11 @@ def import_staged(
             f"{cube.manifest.embedder_id}."
         )
     attach, dropped = plan_payloads(staged, model_fingerprint, cube.path, on_conflict)
+    if staged.ranking is not None:  # validated whole before anything is written
+        if isinstance(cube, RankingTarget):
+            report.ranking_profiles = cube.import_ranking(staged.ranking, on_conflict=on_conflict)
+        else:
+            report.warnings.append("the target keeps no ranking profiles; ranking.json skipped.")
     apply_records(cube, staged.records, on_conflict=on_conflict, report=report, progress=progress)
     report.attached = attach_payloads(staged, attach, cube.path)
     report.dropped = dropped

@@ -32,6 +32,7 @@ from memcube.interchange.format import (
     DEFAULT_LIMITS,
     ITEMS_MEMBER,
     MANIFEST_MEMBER,
+    RANKING_MEMBER,
     ArchiveManifest,
     ImportLimits,
     member_kind,
@@ -150,6 +151,8 @@ class StagedArchive:
     signature: SignatureCheck
     staging: Path
     files: dict[str, Path] = field(default_factory=dict)
+    #: The ``ranking.json`` document (ranking profiles), parsed but not yet validated.
+    ranking: Any = None
 
     def read_json(self, name: str) -> Any:
         try:
@@ -241,6 +244,7 @@ def _read(
                     "manifest": limits.max_manifest_bytes,
                     "signature": limits.max_manifest_bytes,
                     "items": limits.max_items_bytes,
+                    "ranking": limits.max_manifest_bytes,
                 }.get(kind, limits.max_member_bytes)
                 if member.size > cap:
                     raise ArchiveTooLargeError(
@@ -319,6 +323,9 @@ def _read(
                 f"is scoped to user {manifest.scope_user_id!r}."
             )
     payload = sorted(n for n in present if member_kind(n) in ("activation", "adapters"))
+    ranking = None
+    if RANKING_MEMBER in staged:
+        ranking = loads_strict(staged[RANKING_MEMBER].read_bytes(), RANKING_MEMBER)
     return StagedArchive(
         source=str(src),
         manifest=manifest,
@@ -327,4 +334,5 @@ def _read(
         signature=signature,
         staging=staging,
         files=staged,
+        ranking=ranking,
     )

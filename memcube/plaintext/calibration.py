@@ -45,12 +45,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from memcube.plaintext.lexical import CALENDAR, adds_nothing, tokenize
+from memcube.plaintext.ranking_profile import Personalization, vote_feature
 
 #: Logistic curve of the calibrated score: ``sigmoid(bias + sum(weight * signal))``.
 WEIGHTS = {"dense": 7.0, "coverage": 3.2, "context_coverage": 0.8, "time": 2.5}
@@ -149,7 +150,7 @@ def announces_change(text: str) -> bool:
 
 
 def coverage(
-    query_tokens: Sequence[str], doc_tokens: set[str], idf: Callable[[str], float]
+    query_tokens: Sequence[str], doc_tokens: Container[str], idf: Callable[[str], float]
 ) -> float:
     """IDF-weighted share of the query's tokens found in ``doc_tokens`` (0 without tokens)."""
     terms = set(query_tokens)
@@ -177,12 +178,20 @@ class Candidate:
     session: str | None = None
     logit: float = 0.0
     score: float = 0.0
+    #: The memory's id, and (when the ranking is personalized) the terms of its rank and its
+    #: ``votes`` feature, as :mod:`memcube.plaintext.ranking_profile` learns from them.
+    memory_id: str = ""
+    terms: dict[str, float] = field(default_factory=dict)
+    votes: float = 0.0
 
 
-def calibrate(query: str, candidates: list[Candidate]) -> list[Candidate]:
+def calibrate(
+    query: str, candidates: list[Candidate], learned: Personalization | None = None
+) -> list[Candidate]:
     """Score ``candidates`` (their ``signals`` hold dense / coverage / context_coverage / time),
     apply the current-over-outdated and no-crowding rules; returns them best first, repeats
-    left out."""
+    left out. ``learned`` (a user's weights learned from feedback, see
+    :mod:`memcube.plaintext.ranking_profile`) reweighs the terms of the order, not the scores."""
     about_assistant = addresses_assistant(query)
     for c in candidates:
         logit = BIAS + sum(WEIGHTS[name] * c.signals.get(name, 0.0) for name in WEIGHTS)
@@ -203,12 +212,29 @@ def calibrate(query: str, candidates: list[Candidate]) -> list[Candidate]:
         * (0.0 if "speaker" in c.signals else 1.0)  # an aside's fused score is its context's
         for c in candidates
     }
+    if learned is not None:
+        for c in candidates:
+            c.terms = rank_terms(c, fused_weight)
+            c.votes = vote_feature(
+                learned.shares.get(c.memory_id, 0.0), c.logit, c.signals.get("feedback", 0.0)
+            )
+            rank[id(c)] += learned.weights.adjustment(c.terms, votes=c.votes)
     if asks_about_now(query):
         _prefer_current(candidates, rank)
     ranked = _diversify(candidates, rank, about_self=about_self)
     for c, score in zip(ranked, monotone([sigmoid(c.logit) for c in ranked])):
         c.score = score
     return ranked
+
+
+def rank_terms(c: Candidate, fused_weight: float) -> dict[str, float]:
+    """The parts of a candidate's rank that learned weights scale, in logit units (their sum
+    plus ``BIAS`` is the static rank before the two rules)."""
+    terms = {name: WEIGHTS[name] * c.signals.get(name, 0.0) for name in WEIGHTS}
+    terms["speaker"] = c.signals.get("speaker", 0.0)
+    fused = min(max(c.signals.get("fused", 0.0), -FUSED_CLIP), FUSED_CLIP)
+    terms["fused"] = fused_weight * fused * (0.0 if "speaker" in c.signals else 1.0)
+    return terms
 
 
 def monotone(scores: Sequence[float]) -> list[float]:
@@ -353,5 +379,6 @@ __all__ = [
     "calibrate",
     "content_tokens",
     "coverage",
+    "rank_terms",
     "sigmoid",
 ]

@@ -57,7 +57,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -79,6 +79,7 @@ from memcube.plaintext.calibration import (
 )
 from memcube.plaintext.embedder import Embedder
 from memcube.plaintext.lexical import tokenize
+from memcube.plaintext.ranking_profile import Personalization
 from memcube.plaintext.records import chroma_part, metadata_to_item, needs_check, record_view
 from memcube.plaintext.temporal import exact_periods, format_day, query_periods
 from memcube.plaintext.userindex import UserIndex
@@ -190,6 +191,19 @@ class _Entry:
     markers: dict[str, str]
     #: ``time.monotonic()`` when the records were read.
     loaded_at: float
+
+
+#: A voted memory whose earlier queries match a query this well joins its candidates
+#: (see :meth:`Retriever._recall_voted`), at most this many per search.
+RECALL_MATCH = 0.4
+RECALL_MAX = 10
+
+
+def _idf_of(index: UserIndex) -> Callable[[str], float]:
+    """The IDF of the index's BM25 lexicon (a word it has never seen counts as rarest)."""
+    lexicon = index.lexical
+    unknown = math.log(1.0 + (lexicon.n_docs + 0.5) / 0.5)
+    return lambda term: lexicon.idf(term) or unknown
 
 
 def _pool(k: int) -> int:
@@ -528,10 +542,19 @@ class Retriever:
         return None
 
     def search(
-        self, query: str, *, where: dict[str, Any] | None, k: int, live_only: bool = False
+        self,
+        query: str,
+        *,
+        where: dict[str, Any] | None,
+        k: int,
+        live_only: bool = False,
+        learned: Personalization | None = None,
+        trace: list[Candidate] | None = None,
     ) -> list[SearchHit]:
         """The ``k`` best hits for ``query`` among the records ``where`` admits, best first
-        (with ``live_only``, expired records are left out before hits are compared)."""
+        (with ``live_only``, expired records are left out before hits are compared). ``learned``
+        reweighs the order (see :mod:`memcube.plaintext.ranking_profile`); ``trace`` receives
+        every calibrated candidate, best first (what feedback learns from)."""
         owners = self._owners(where) if self.config.hybrid else None
         if owners is None:
             return self._dense_only(query, where=where, k=k)
@@ -567,9 +590,14 @@ class Retriever:
                 candidates.append(
                     self._candidate(i, index, pos, tokens, first, dense=qv is not None)
                 )
+            if learned is not None and learned.words:
+                self._recall_voted(learned, tokens, candidates, parts, starts, signals, scores)
             if self.config.time_weight:
                 self._exact_time(query, candidates, parts, starts)
-            ranked = calibrate(query, candidates)[:k]
+            ranked = calibrate(query, candidates, learned)
+            if trace is not None:
+                trace.extend(ranked)
+            ranked = ranked[:k]
             hits = []
             for c in ranked:
                 p = int(np.searchsorted(starts, c.key, side="right")) - 1
@@ -577,6 +605,54 @@ class Retriever:
                 item = metadata_to_item(index.metadatas[int(admitted[c.key - starts[p]])])
                 hits.append(SearchHit(item=item, score=c.score, signals=c.signals))
             return hits
+
+    def _recall_voted(
+        self,
+        learned: Personalization,
+        tokens: list[str],
+        candidates: list[Candidate],
+        parts: list[tuple[UserIndex, np.ndarray]],
+        starts: np.ndarray,
+        signals: dict[str, np.ndarray],
+        scores: np.ndarray,
+    ) -> None:
+        """The ``feedback`` signal: how well the query matches the earlier queries a memory was
+        voted useful for (IDF-weighted share of the query's words among theirs). A voted memory
+        matching at least ``RECALL_MATCH`` joins the candidates even when the first stage left
+        it out (at most ``RECALL_MAX``): what a user confirmed once is found again for a
+        similar question."""
+        match: dict[str, float] = {}
+        extra: list[tuple[float, int, int]] = []  # (match, part, position)
+        have = {c.memory_id for c in candidates}
+        for p, (index, admitted) in enumerate(parts):
+            idf = _idf_of(index)
+            for mid, words in learned.words.items():
+                pos = index.positions.get(mid)
+                if pos is None:
+                    continue
+                j = int(np.searchsorted(admitted, pos))
+                if j >= admitted.size or int(admitted[j]) != pos:
+                    continue
+                m = coverage(tokens, words, idf)
+                if m <= 0:
+                    continue
+                match[mid] = m
+                if mid not in have and m >= RECALL_MATCH:
+                    md = index.metadatas[pos]
+                    if float(md.get("expires_ts") or math.inf) > time.time():
+                        extra.append((m, p, pos))
+        extra.sort(key=lambda e: -e[0])
+        dense = any(c.vector is not None for c in candidates)
+        for _, p, pos in extra[:RECALL_MAX]:
+            index, admitted = parts[p]
+            i = int(starts[p]) + int(np.searchsorted(admitted, pos))
+            first = {name: float(v[i]) for name, v in signals.items()}
+            if len(signals) > 1:
+                first["fused"] = float(scores[i])
+            candidates.append(self._candidate(i, index, pos, tokens, first, dense=dense))
+        for c in candidates:
+            if c.memory_id in match:
+                c.signals["feedback"] = match[c.memory_id]
 
     @staticmethod
     def _exact_time(
@@ -653,6 +729,7 @@ class Retriever:
             message_ids=frozenset((data.get("provenance") or {}).get("message_ids") or ()),
             statement=meta.get("statement") if isinstance(meta.get("statement"), str) else None,
             session=md.get("session_id") or None,
+            memory_id=index.ids[pos],
         )
 
     def _score(

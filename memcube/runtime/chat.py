@@ -93,13 +93,15 @@ class Prompt:
     suffix_ids: list[int]
     text: str
     prefix_text: str = ""
+    chunk_ids: list[list[int]] = field(default_factory=list)
+    """Token ids of each chunk segment, between the prefix and the suffix (blend mode)."""
 
     @property
     def ids(self) -> list[int]:
-        return self.prefix_ids + self.suffix_ids
+        return self.prefix_ids + [i for chunk in self.chunk_ids for i in chunk] + self.suffix_ids
 
     def __len__(self) -> int:
-        return len(self.prefix_ids) + len(self.suffix_ids)
+        return len(self.ids)
 
 
 @dataclass
@@ -212,6 +214,7 @@ def build_prompt(
     system_blocks: Sequence[str] = (),
     tools: Sequence[ToolSpec] = (),
     tool_required: bool = False,
+    chunk_segments: Sequence[str] = (),
 ) -> Prompt:
     """Render ``messages`` with the chat template into a :class:`Prompt`.
 
@@ -219,13 +222,19 @@ def build_prompt(
     turn; ``system_blocks`` (per-question memories) follow it, then the callers' own system text,
     then tool instructions. The prefix (template head + activation block) is tokenized segment by
     segment and the rest separately, so the ids are identical whether or not a cache is used.
+    ``chunk_segments`` (blend mode) concatenate to a block placed right after the activation
+    block, before ``system_blocks``; each is tokenized on its own into :attr:`Prompt.chunk_ids`
+    (so a segment's ids are the same in every prompt, and its KV chunk can be reused), and the
+    prefix is then at least the template head.
     """
     if not messages:
         raise InvalidInputError("at least one chat message is required")
     merged = merge_same_role(messages)
     block = "".join(activation_segments)
+    chunked = "".join(chunk_segments)
     caller_system = [m.content for m in merged if m.role == "system" and m.content]
     parts = [block] if block else []
+    parts += [chunked] if chunked else []
     parts += [b for b in system_blocks if b]
     parts += caller_system
     if tools:
@@ -237,19 +246,28 @@ def build_prompt(
     if parts:
         conversation = [{"role": "system", "content": _JOIN.join(parts)}, *conversation]
     text = tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
-    if not block:
+    if not block and not chunked:
         return Prompt(prefix_ids=[], suffix_ids=_encode(tokenizer, text), text=text)
-    at = text.find(block)
+    at = text.find(block or chunked)
     if at < 0:
         raise InvalidInputError("the chat template did not render the memory block verbatim")
-    head, suffix = text[:at], text[at + len(block) :]
+    head, rest = text[:at], text[at + len(block) :]
     prefix_ids: list[int] = []
     for segment in (head, *activation_segments):
         prefix_ids += _encode(tokenizer, segment)
-    suffix_ids = _encode(tokenizer, suffix)
+    chunk_ids: list[list[int]] = []
+    if chunked:
+        lead = _JOIN if block else ""
+        if not rest.startswith(lead + chunked):
+            raise InvalidInputError("the chat template did not render the memory chunks verbatim")
+        rest = rest[len(lead + chunked) :]
+        pieces = list(chunk_segments)
+        pieces[0] = lead + pieces[0]
+        chunk_ids = [_encode(tokenizer, piece) for piece in pieces if piece]
+    suffix_ids = _encode(tokenizer, rest)
     if not suffix_ids:  # a cache must never cover the whole input
         raise InvalidInputError("the prompt has no tokens after the memory block")
-    return Prompt(prefix_ids, suffix_ids, text, prefix_text=head + block)
+    return Prompt(prefix_ids, suffix_ids, text, prefix_text=head + block, chunk_ids=chunk_ids)
 
 
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.S)

@@ -12,7 +12,6 @@ Example:
 
 from __future__ import annotations
 
-import copy
 import json
 import threading
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from memcube.errors import InvalidInputError, MemCubeError
+from memcube.runtime.caches import fork_cache
 from memcube.runtime.chat import ChatMessage, Prompt, ToolSpec, build_prompt
 from memcube.runtime.model import ModelFingerprint, fingerprint, load_model
 
@@ -170,6 +170,7 @@ class Runtime:
         system_blocks: Sequence[str] = (),
         tools: Sequence[ToolSpec] = (),
         tool_required: bool = False,
+        chunk_segments: Sequence[str] = (),
     ) -> Prompt:
         """Render chat messages with this model's chat template (see :func:`build_prompt`)."""
         return build_prompt(
@@ -179,6 +180,7 @@ class Runtime:
             system_blocks=system_blocks,
             tools=tools,
             tool_required=tool_required,
+            chunk_segments=chunk_segments,
         )
 
     # ------------------------------------------------------------------ adapters (issue 7 hook)
@@ -334,7 +336,7 @@ class Runtime:
         start = time.perf_counter()
         deadline = start + opts.timeout if opts.timeout else None
         if prefix_cache is not None:
-            cache = copy.deepcopy(prefix_cache)  # the stored cache is never touched
+            cache = fork_cache(prefix_cache)  # the stored cache is never touched
             feed = ids[cached:]
         else:
             cache = DynamicCache(config=self.model.config)

@@ -23,10 +23,18 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from memcube.errors import InvalidInputError
-from memcube.runtime.chat import ChatMessage, ToolCall, ToolSpec, parse_tool_calls, tool_call_schema
+from memcube.runtime.chat import (
+    ChatMessage,
+    Prompt,
+    ToolCall,
+    ToolSpec,
+    parse_tool_calls,
+    tool_call_schema,
+)
 from memcube.runtime.engine import GenerationOptions, GenerationResult, Runtime
 
 __all__ = [
+    "KV_MODES",
     "ChatDelta",
     "ChatOutput",
     "MemoryOptions",
@@ -37,6 +45,10 @@ __all__ = [
 ]
 
 
+#: The ways memories can reach the model (``kv_memory=`` values besides True and False).
+KV_MODES = ("text", "exact", "blend")
+
+
 @dataclass
 class MemoryOptions:
     """Where memories come from and how they are served.
@@ -44,23 +56,37 @@ class MemoryOptions:
     Attributes:
         cube: the :class:`memcube.MemCube`.
         user_id: whose memories.
-        kv_memory: serve the activation block from a KV cache (True) or as plain text (False);
-            greedy outputs are identical either way.
+        kv_memory: how memories reach the model: ``True`` (or ``"exact"``) serves the stable
+            activation block from its KV cache, token-for-token the same as text; ``False`` (or
+            ``"text"``) reads everything as text; ``"blend"`` also serves the per-question
+            memories from their own KV chunks (approximate, see :mod:`memcube.activation.blend`).
         activation_budget: token budget of the activation block (the user's stable memories).
         working_budget: token budget of the per-question working memories.
     """
 
     cube: Any
     user_id: str
-    kv_memory: bool = True
+    kv_memory: bool | str = True
     activation_budget: int = 1024
     working_budget: int = 512
 
     def __post_init__(self) -> None:
         if not self.user_id or not isinstance(self.user_id, str):
             raise InvalidInputError("a cube needs a user_id: whose memories should be used?")
+        if self.kv_memory not in (True, False, *KV_MODES):
+            raise InvalidInputError(
+                f"kv_memory takes True, False or one of {', '.join(map(repr, KV_MODES))}, "
+                f"got {self.kv_memory!r}."
+            )
         if self.activation_budget < 0 or self.working_budget < 0:
             raise InvalidInputError("memory token budgets must be >= 0")
+
+    @property
+    def mode(self) -> str:
+        """``"text"``, ``"exact"`` or ``"blend"``."""
+        if isinstance(self.kv_memory, str):
+            return self.kv_memory
+        return "exact" if self.kv_memory else "text"
 
 
 @dataclass
@@ -73,6 +99,22 @@ class ChatOutput:
     invalid_tool_calls: list[dict[str, Any]] = field(default_factory=list)
     memory_item_ids: list[str] = field(default_factory=list)
     working_item_ids: list[str] = field(default_factory=list)
+    memory_mode: str | None = None
+
+    @property
+    def kv_memory(self) -> dict[str, Any] | None:
+        """How the memories reached the model: ``mode`` (``"text"``: read as text, ``"exact"``:
+        the stable block from its KV cache, ``"blend"``: the per-question memories from their
+        KV chunks too), ``cached_tokens`` (prompt tokens served from KV, not computed) and
+        ``computed_tokens``; ``None`` for a call without a cube."""
+        if self.memory_mode is None:
+            return None
+        r = self.result
+        return {
+            "mode": self.memory_mode,
+            "cached_tokens": r.cached_tokens,
+            "computed_tokens": r.prompt_tokens - r.cached_tokens,
+        }
 
 
 @dataclass
@@ -152,6 +194,8 @@ def stream_chat(
     elif forced:
         opts.json_schema = tool_call_schema(rendered_tools)
     segments: list[str] = []
+    chunk_segments: list[str] = []
+    working_items: list[Any] = []
     blocks: list[str] = []
     item_ids: list[str] = []
     working_ids: list[str] = []
@@ -167,33 +211,57 @@ def stream_chat(
             working_budget=memory.working_budget,
         )
         segments, item_ids = ctx.segments, ctx.item_ids
-        working_ids = [it.id for it in ctx.working_items]
-        if ctx.working_block:
+        working_items = ctx.working_items
+        working_ids = [it.id for it in working_items]
+        if memory.mode == "blend" and ctx.working_segments:
+            chunk_segments = ctx.working_segments
+        elif ctx.working_block:
             blocks.append(ctx.working_block)
     if schema_block:
         blocks.append(schema_block)
+    adapter = _adapter_key(runtime, memory, adapter)
+    if adapter is not None and chunk_segments:  # chunks hold the base model's KV: text instead
+        blocks.insert(0, "".join(chunk_segments))
+        chunk_segments = []
     prompt = runtime.prompt(
         messages,
         activation_segments=segments,
         system_blocks=blocks,
         tools=rendered_tools,
         tool_required=forced,
+        chunk_segments=chunk_segments,
     )
-    adapter = _adapter_key(runtime, memory, adapter)
     prefix_cache = None
-    if mem is not None and memory is not None and memory.kv_memory and prompt.prefix_ids:
+    mode = None if memory is None else "text"
+    recomputed = 0
+    if mem is not None and memory is not None and memory.mode != "text" and prompt.prefix_ids:
         prefix_cache = mem.prefix_cache(
             prompt.prefix_ids, user_id=memory.user_id, item_ids=item_ids, adapter=adapter
         )
+        mode = "exact"
+        if prompt.chunk_ids:
+            blended = mem.blend(prompt, prefix_cache, [None, *working_items])
+            prefix_cache, recomputed, mode = blended.cache, blended.computed_tokens, "blend"
+            prompt = Prompt(
+                prefix_ids=prompt.ids[: blended.total_tokens],
+                suffix_ids=prompt.suffix_ids,
+                text=prompt.text,
+                prefix_text=prompt.prefix_text,
+            )
     buffer = bool(rendered_tools)
     for chunk in runtime.stream(prompt, opts, prefix_cache=prefix_cache, adapter=adapter):
         if chunk.result is None:
             if not buffer and chunk.text:
                 yield ChatDelta(chunk.text)
             continue
-        result = chunk.result
+        # blend: recomputed chunk tokens were computed, not read from the cache
+        result = replace(chunk.result, cached_tokens=chunk.result.cached_tokens - recomputed)
         out = ChatOutput(
-            text=result.text, result=result, memory_item_ids=item_ids, working_item_ids=working_ids
+            text=result.text,
+            result=result,
+            memory_item_ids=item_ids,
+            working_item_ids=working_ids,
+            memory_mode=mode,
         )
         if rendered_tools and response_schema is None:
             parsed = parse_tool_calls(result.text, rendered_tools)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     AliasChoices,
@@ -160,9 +160,13 @@ class GenerationSettings(BaseModel):
         default=None, exclude=True, description="The memcube.MemCube memories come from."
     )
     user_id: str | None = Field(default=None, description="Whose memories (needed with cube).")
-    kv_memory: bool = Field(
+    kv_memory: bool | Literal["text", "exact", "blend"] = Field(
         default=True,
-        description="Serve the user's stable memory block from a KV cache (same greedy output).",
+        description=(
+            "True/'exact': the user's stable memory block from a KV cache (same greedy output as "
+            "text); False/'text': memories as text; 'blend': per-question memories from their "
+            "own KV chunks too (approximate, faster)."
+        ),
     )
     memory_budget: int = Field(
         default=512, description="Token budget of the memories retrieved for each question."

@@ -15,6 +15,7 @@ from memcube.plaintext.repository import PAGE_SIZE, ItemRepository
 from memcube.plaintext.retrieval import Retriever
 from memcube.plaintext.where import build_where
 from memcube.ports import UsageSink
+from memcube.services.ranking_store import RankingProfiles
 
 
 class Reads:
@@ -27,12 +28,15 @@ class Reads:
         governance: Governance,
         audit: AuditLog,
         usage: UsageSink,
+        profiles: RankingProfiles | None = None,
     ) -> None:
         self.repository = repository
         self.retriever = retriever
         self.governance = governance
         self.audit = audit
         self.usage = usage
+        #: Per-user ranking learned from feedback (``None``: the static ranker).
+        self.profiles = profiles
 
     # ------------------------------------------------------------------ by id
     def load(self, id: str, user_id: str | None) -> MemoryItem:
@@ -127,7 +131,8 @@ class Reads:
             include_shared=include_shared,
         )
         live_only = not include_archived
-        hits = self.retriever.search(query, where=where, k=k, live_only=live_only)
+        learned = self.profiles.personalization(user_id) if self.profiles is not None else None
+        hits = self.retriever.search(query, where=where, k=k, live_only=live_only, learned=learned)
         if not include_archived:
             # Expired items are dropped here rather than in the where clause (it stays cheap);
             # the lifecycle sweep archives them, so widening is rarely needed.
@@ -138,11 +143,15 @@ class Reads:
                     hits = live[:k]
                     break
                 want *= 4
-                hits = self.retriever.search(query, where=where, k=want, live_only=live_only)
+                hits = self.retriever.search(
+                    query, where=where, k=want, live_only=live_only, learned=learned
+                )
         if min_score is not None:
             hits = [h for h in hits if h.score >= min_score]
         if count_usage:
             self.usage.record_usage([h.item.id for h in hits])
+        if self.profiles is not None:  # what a later bare feedback vote is about
+            self.profiles.note_search(user_id, query, [h.item.id for h in hits])
         cfg = self.audit.config
         self.audit.record(
             "search",

@@ -42,7 +42,11 @@ def _ask(runtime: Runtime, cube: MemCube, question: str, *, kv: bool):
 
 
 def _digests(folder: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.iterdir())
+        if p.is_file()
+    }
 
 
 def test_injection_gives_identical_greedy_output_and_one_cache_per_user(

@@ -65,33 +65,56 @@ def test_working_memory_budget_usage_and_feedback(cube: MemCube) -> None:
     assert asyncio.run(cube.aworking_memory("dinner", user_id="u", token_budget=500))
 
 
-def test_activation_set_is_stable_and_follows_promotion(open_cube) -> None:  # type: ignore[no-untyped-def]
+def test_activation_block_grows_at_the_end_and_is_rebuilt_by_maintain(open_cube) -> None:  # type: ignore[no-untyped-def]
     cube = open_cube(scheduler=SchedulerConfig(promote_min_uses=3, demote_after_days=1))
     f1 = cube.add("User lives in Lisbon", user_id="u", memory_type="fact")
     p1 = cube.add("User prefers tea", user_id="u", memory_type="preference")
     ep = cube.add("We talked about the Lisbon tram 28", user_id="u", memory_type="episodic")
     cube.add("Bob lives in Rome", user_id="bob", memory_type="fact")
-    first = cube.activation_set("u")
-    assert [i.id for i in first] == [f1.id, p1.id]  # created_at order, own memories only
-    assert [i.id for i in cube.activation_set("u")] == [f1.id, p1.id]  # stable
-    for _ in range(3):
+    # any type, own memories only: a small user's whole memory fits, oldest first
+    assert [i.id for i in cube.activation_set("u")] == [f1.id, p1.id, ep.id]
+    for _ in range(3):  # use does not reorder the block between rebuilds
         cube.working_memory("Lisbon tram", user_id="u", token_budget=100)
-    promoted = cube.activation_set("u")
-    assert ep.id in {i.id for i in promoted}
-    assert cube.get(ep.id).state == LifecycleState.ACTIVATED
-    assert [i.id for i in promoted] == sorted(
-        [i.id for i in promoted], key=lambda x: [f1.id, p1.id, ep.id].index(x)
-    )
-    # a tight budget keeps the most important, still in stable order
-    cube.update(p1.id, user_id="u", importance=0.9)
-    small = cube.activation_set("u", token_budget=25)
-    assert [i.id for i in small] == [p1.id]
-    # voted down: demoted at once from the set, and in state by maintain()
+    assert [i.id for i in cube.activation_set("u")] == [f1.id, p1.id, ep.id]
+    # a new memory is appended
+    n1 = cube.add("User started learning the guitar", user_id="u")
+    assert [i.id for i in cube.activation_set("u")] == [f1.id, p1.id, ep.id, n1.id]
+    # an edited member cuts the block there, never showing the old text; maintain() rebuilds
+    cube.update(p1.id, user_id="u", content="User prefers green tea")
+    assert [i.id for i in cube.activation_set("u")] == [f1.id]
+    assert cube.maintain(user_id="u")["activation_rebuilt"] == ["u"]
+    block = cube.activation_set("u")
+    assert [i.id for i in block] == [f1.id, ep.id, n1.id, p1.id]  # unchanged head kept
+    assert block[3].content == "User prefers green tea"
+    # a tight budget (its own block) keeps the highest priority: importance, use, type
+    cube.update(p1.id, user_id="u", importance=1.0)
+    assert [i.id for i in cube.activation_set("u", token_budget=25)] == [p1.id]
+    # voted down: out of the block at once
     for _ in range(2):
         cube.feedback(ep.id, useful=False, user_id="u")
     assert ep.id not in {i.id for i in cube.activation_set("u")}
-    assert cube.get(ep.id).state == LifecycleState.GENERATED
     assert asyncio.run(cube.aactivation_set("u"))
+    with pytest.raises(InvalidInputError):
+        cube.activation_set("u", token_budget=0)
+
+
+def test_activation_block_rebuild_keeps_members_unless_clearly_beaten(open_cube) -> None:  # type: ignore[no-untyped-def]
+    cube = open_cube()
+    old = [cube.add(f"Note {i}: the user visited town number {i}", user_id="u") for i in range(3)]
+    from memcube.prompting import DEFAULT_HEADER, approx_tokens, memory_line
+
+    line = max(approx_tokens(memory_line(m)) for m in old)
+    budget = approx_tokens(DEFAULT_HEADER) + 3 * line + line // 2  # room for three notes
+    first = [i.id for i in cube.activation_set("u", token_budget=budget)]
+    assert first == [m.id for m in old]
+    slightly = cube.add("Note 9: the user visited town number 9", user_id="u", importance=0.6)
+    cube.maintain(user_id="u")
+    assert [i.id for i in cube.activation_set("u", token_budget=budget)] == first  # no churn
+    clearly = cube.add("Note 8: the user visited town number 8", user_id="u", importance=1.0)
+    cube.maintain(user_id="u")
+    rebuilt = [i.id for i in cube.activation_set("u", token_budget=budget)]
+    assert clearly.id in rebuilt and slightly.id not in rebuilt
+    assert rebuilt[: len(rebuilt) - 1] == [i for i in first if i in rebuilt]  # old order kept
 
 
 def test_cold_activated_items_are_demoted_by_maintain(open_cube) -> None:  # type: ignore[no-untyped-def]
@@ -107,7 +130,6 @@ def test_cold_activated_items_are_demoted_by_maintain(open_cube) -> None:  # typ
     item = cube.get(ep.id)
     stale = item.model_copy(update={"last_accessed_at": NOW - timedelta(days=3)})
     cube.backend.update_metadata(cube.backend.items, [ep.id], [item_to_metadata(stale, item)])
-    assert ep.id not in {i.id for i in cube.activation_set("u")}
     assert cube.maintain()["demoted"] == [ep.id]
     assert cube.get(ep.id).state == LifecycleState.GENERATED
 

@@ -30,7 +30,23 @@ def test_chat_memos_kv_memory_is_token_identical(cube: MemCube) -> None:
     assert cached.usage_metadata["input_token_details"]["cache_read"] > 0
     assert plain.usage_metadata["input_token_details"]["cache_read"] == 0
     assert cached.response_metadata["model_name"] == "SmolLM2-135M-Instruct"
-    assert len(cached.response_metadata["memory_item_ids"]) == 2  # the two facts
+    assert len(cached.response_metadata["memory_item_ids"]) == 3  # all of a small user's memory
+    details = cached.response_metadata["kv_memory"]
+    assert details["mode"] == "exact" and plain.response_metadata["kv_memory"]["mode"] == "text"
+    assert details["cached_tokens"] == cached.usage_metadata["input_token_details"]["cache_read"]
+    assert (
+        details["cached_tokens"] + details["computed_tokens"]
+        == cached.usage_metadata["input_tokens"]
+    )
+    # blend: the per-question memories come from KV chunks too (a tight stable block here)
+    blend = ChatMemOS(
+        cube=cube, user_id="alice", kv_memory="blend", activation_budget=20, max_tokens=12
+    ).invoke(question)
+    assert blend.response_metadata["kv_memory"]["mode"] == "blend"
+    assert blend.response_metadata["working_memory_ids"]
+    assert blend.usage_metadata["input_token_details"]["cache_read"] > 0
+    with pytest.raises(ValueError, match="kv_memory"):
+        ChatMemOS(cube=cube, user_id="alice", kv_memory="fast")
 
 
 async def test_chat_memos_streams_and_calls_tools() -> None:
@@ -72,6 +88,12 @@ def test_memos_llm_metadata_and_kv_identity(cube: MemCube) -> None:
     plain = MemOSLLM(max_tokens=12, cube=cube, user_id="alice", kv_memory=False).chat(question)
     assert cached.message.content == plain.message.content
     assert cached.additional_kwargs["usage"]["cached_tokens"] > 0
+    assert cached.additional_kwargs["kv_memory"]["mode"] == "exact"
+    assert (
+        cached.additional_kwargs["kv_memory"]["cached_tokens"]
+        == cached.additional_kwargs["usage"]["cached_tokens"]
+    )
+    assert plain.additional_kwargs["kv_memory"]["mode"] == "text"
     streamed = list(llm.stream_chat(question))
     assert "".join(r.delta for r in streamed) == cached.message.content
     assert llm.complete("Say hi").text
