@@ -74,6 +74,48 @@ def rows(folder: Path) -> list[tuple[str, str, str, str]]:
                     f"kv_prefix.json (load {kv['machine'].get('loadavg_before', ['?'])[0]})",
                 )
             )
+    if real := _load(folder, "kv_realistic"):
+        modes = real["modes"]
+        n = real["questions"]
+        ext = real.get("extension") or {}
+        shown = "; ".join(
+            f"{m} {s['median_e2e_s']} s ({s['speedup_e2e']}x, {s['median_computed_tokens']} "
+            f"computed, same output {s['identical_to_text']}/{n})"
+            for m, s in modes.items()
+        )
+        out.append(
+            (
+                f"KV memory in real use, LoCoMo {real['conversation']}, {n} questions "
+                "(`benchmarks.kv_realistic`)",
+                f"median time to first chunk, end to end: {shown}; extending a {ext.get('block_tokens')}-token block by one "
+                f"memory {ext.get('extend_over_own')}x its own forward pass",
+                "exact >= 3x, identical; blend >= 8x; extension <= 1.5x",
+                f"kv_realistic.json (load {real['machine']['loadavg_before'][0]:.2f})",
+            )
+        )
+    if blend := _load(folder, "kv_blend_quality"):
+        best = min(blend["summary"], key=lambda r: abs(r["ratio"] - 0.15))
+        out.append(
+            (
+                "blend quality vs full prefill (`benchmarks.kv_blend_quality`)",
+                f"recompute {best['ratio']:.0%}: greedy agreement {best['agree']:.2f}, KL "
+                f"{best['kl']:.3f} nats, {best['speedup_vs_full']}x faster first token",
+                ">= 0.90, <= 0.1 nats, >= 8x",
+                "kv_blend_quality.json",
+            )
+        )
+    if fb := _load(folder, "locomo_feedback"):
+        seen = fb.get("feedback") or {}
+        if seen:
+            out.append(
+                (
+                    f"LoCoMo R@10 on unseen halves after feedback, {seen['seeds']} seeds "
+                    "(`benchmarks.locomo --feedback`)",
+                    f"static {seen['static']['overall']} -> learned {seen['learned']['overall']}",
+                    "+5 points",
+                    "locomo_feedback.json",
+                )
+            )
     if lora := _load(folder, "lora_swap"):
         out.append(
             (
