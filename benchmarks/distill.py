@@ -1,19 +1,26 @@
-"""Plaintext -> parametric memory: does a distilled LoRA adapter know the facts it was given?
+"""Parametric memory: does a distilled LoRA adapter answer questions about its facts closed-book?
 
-Stores a user's facts in a cube, distills them into a LoRA adapter with
-``cube.parametric.distill`` (bundled SmolLM2-135M-Instruct, CPU), then compares base model and
-adapter on
+For each model (SmolLM2-135M-Instruct and Gemma-3-270M by default, CPU): 50 synthetic personal
+facts are stored as memories in a temporary cube and distilled into a LoRA adapter with
+``cube.parametric.distill``. Then every fact's ``question`` and ``paraphrases`` (none of which the
+training data contains, checked below) are asked *closed-book* (no memories in the prompt,
+greedy, a few tokens) of the base model and of the adapter; an answer is correct when it
+contains the fact's ``answer`` (case-insensitive). Also measured: the mean next-token KL
+divergence (base -> adapter) on 50 unrelated prompts (general knowledge and chit-chat, none of
+them a training anchor), over the base model's own greedy reply, and the training time.
 
-* **distilled facts, asked differently**: questions phrased unlike the training text (training
-  asks generic "what do you remember about me?" prompts; the questions here ask for one detail);
-  the score is the log-likelihood of the correct short answer as the assistant's reply;
-* **unrelated prompts**: general-knowledge questions that have nothing to do with the facts (and
-  that are not the generic conversations the preservation term trains on), scored the same way,
-  plus the KL divergence between base and adapter next-token distributions over the answer.
+Targets (2 CPU cores, each model): base accuracy <= 5 %, adapter accuracy >= 50 %, unrelated KL
+<= 0.1 nats, training <= 600 s.
 
 Run from the repo root::
 
-    python -m benchmarks.distill [--steps 30] [--json OUT]
+    python -m benchmarks.distill [--model NAME] [--data FILE] [--steps N] [--json OUT]
+
+``--data FILE``: a JSON list of ``{"fact", "question", "paraphrases", "answer"}`` records to use
+instead of the built-in facts. Output (``--json``)::
+
+    {"models": {MODEL: {"facts": 50, "base_accuracy": %, "adapter_accuracy": %,
+                        "unrelated_kl": nats, "train_s": s, ...}}}
 """
 
 from __future__ import annotations
@@ -24,177 +31,677 @@ import os
 import statistics
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
-FACTS = [
-    "My dog is called Biscuit.",
-    "I work as a nurse at a hospital in Tromsø.",
-    "My favourite board game is Carcassonne.",
-    "My sister Ingrid lives in Montreal.",
-    "I am allergic to hazelnuts.",
-    "I drive a green Volvo.",
-    "My daughter plays the cello.",
-    "I was born in Porto in 1988.",
+MODELS = ("SmolLM2-135M-Instruct", "gemma-3-270m")
+
+#: (fact, question, paraphrases, answer). Questions and paraphrases are never trained on.
+FACTS: list[tuple[str, str, list[str], str]] = [
+    (
+        "My dog is called Biscuit.",
+        "What name does my dog answer to?",
+        ["Remind me of my dog's name.", "How is my dog called?"],
+        "Biscuit",
+    ),
+    (
+        "My cat is named Pixel.",
+        "What name did I give my cat?",
+        ["Remind me of my cat's name.", "My cat goes by what name?"],
+        "Pixel",
+    ),
+    (
+        "I work as a nurse at a hospital in Tromsø.",
+        "In which town is the hospital where I work?",
+        ["What city do I work in?", "My workplace is in which city?"],
+        "Tromsø",
+    ),
+    (
+        "My sister Ingrid lives in Montreal.",
+        "Which city is my sister Ingrid living in?",
+        ["In what city does my sister Ingrid have her home?", "Where is my sister Ingrid based?"],
+        "Montreal",
+    ),
+    (
+        "I am allergic to hazelnuts.",
+        "Which nut am I allergic to?",
+        [
+            "What food gives me an allergic reaction?",
+            "What must I avoid eating because of my allergy?",
+        ],
+        "hazelnut",
+    ),
+    (
+        "I drive a green Volvo.",
+        "What brand is my car?",
+        ["Which car make do I own?", "What kind of car is mine?"],
+        "Volvo",
+    ),
+    (
+        "My daughter plays the cello.",
+        "Which instrument does my daughter play?",
+        ["What musical instrument is my daughter learning?", "My daughter plays which instrument?"],
+        "cello",
+    ),
+    (
+        "I was born in Porto.",
+        "In which city was I born?",
+        ["What is my hometown?", "Where is my birthplace?"],
+        "Porto",
+    ),
+    (
+        "My favourite board game is Carcassonne.",
+        "Which board game do I enjoy the most?",
+        ["What board game do I love playing?", "Name my top board game."],
+        "Carcassonne",
+    ),
+    (
+        "My brother Tomas works as a pilot.",
+        "What is my brother Tomas's job?",
+        ["What does my brother Tomas do for work?", "What profession does my brother Tomas have?"],
+        "pilot",
+    ),
+    (
+        "My husband is called Dmitri.",
+        "What is my husband's first name?",
+        ["Who am I married to?", "Remind me of my husband's name."],
+        "Dmitri",
+    ),
+    (
+        "My son goes to Maple Grove School.",
+        "Which school does my son attend?",
+        ["What is the name of my son's school?", "Where does my son study?"],
+        "Maple Grove",
+    ),
+    (
+        "My favourite colour is teal.",
+        "Which colour do I like most?",
+        ["What colour is my favourite?", "Name the colour I prefer."],
+        "teal",
+    ),
+    (
+        "I have a parrot named Kiwi.",
+        "What name does my parrot go by?",
+        ["Remind me of my parrot's name.", "How is my parrot called?"],
+        "Kiwi",
+    ),
+    (
+        "My favourite food is ramen.",
+        "What dish do I love eating most?",
+        ["Which food is my favourite?", "What meal do I like best?"],
+        "ramen",
+    ),
+    (
+        "I play the bagpipes.",
+        "Which instrument do I play?",
+        ["What musical instrument can I play?", "What instrument do I practise?"],
+        "bagpipe",
+    ),
+    (
+        "My mother lives in Antofagasta.",
+        "Which city is my mother living in?",
+        ["Where is my mother's home?", "In what city does my mother reside?"],
+        "Antofagasta",
+    ),
+    (
+        "My grandfather was a lighthouse keeper.",
+        "What was my grandfather's job?",
+        ["What did my grandfather do for a living?", "What work did my grandfather do?"],
+        "lighthouse",
+    ),
+    (
+        "My favourite sport is curling.",
+        "Which sport do I enjoy most?",
+        ["What is the sport I love?", "Name my favourite sport."],
+        "curling",
+    ),
+    (
+        "I am learning Icelandic.",
+        "Which language am I studying?",
+        ["What language am I trying to learn?", "What new language am I learning these days?"],
+        "Icelandic",
+    ),
+    (
+        "I ride a yellow Vespa scooter.",
+        "What brand is my scooter?",
+        ["What make of scooter do I ride?", "Which scooter brand do I own?"],
+        "Vespa",
+    ),
+    (
+        "My best friend is called Priya.",
+        "Who is my best friend?",
+        ["What is my best friend's name?", "Remind me of my best friend's name."],
+        "Priya",
+    ),
+    (
+        "My wedding anniversary is on 12 June.",
+        "What date is my wedding anniversary?",
+        [
+            "On which day do I celebrate my wedding anniversary?",
+            "When do I celebrate my wedding anniversary?",
+        ],
+        "12 June",
+    ),
+    (
+        "I moved to Edinburgh in 2015.",
+        "Which city did I move to?",
+        ["Where did I relocate to?", "What city did I move to?"],
+        "Edinburgh",
+    ),
+    (
+        "My niece Aurora studies marine biology.",
+        "What subject does my niece Aurora study?",
+        [
+            "What is my niece Aurora studying at university?",
+            "Which field is my niece Aurora studying?",
+        ],
+        "marine biology",
+    ),
+    (
+        "I am allergic to sesame.",
+        "Which seed am I allergic to?",
+        ["What ingredient gives me an allergy?", "Which food triggers my allergy?"],
+        "sesame",
+    ),
+    (
+        "My favourite author is Terry Pratchett.",
+        "Whose books do I like best?",
+        ["Which writer do I enjoy reading most?", "Who is the author I love?"],
+        "Pratchett",
+    ),
+    (
+        "My father is a beekeeper.",
+        "What is my father's job?",
+        ["What does my father do for a living?", "What work does my father do?"],
+        "beekeeper",
+    ),
+    (
+        "I grew up in Ballarat.",
+        "In which town did I spend my childhood?",
+        ["Where was I raised?", "What is the town of my childhood?"],
+        "Ballarat",
+    ),
+    (
+        "My team at work uses Haskell.",
+        "Which programming language does my team use?",
+        [
+            "What language is my team at work coding in?",
+            "What programming language do we use at work?",
+        ],
+        "Haskell",
+    ),
+    (
+        "My favourite film is Paddington.",
+        "Which movie do I like most?",
+        ["What film do I love best?", "Name the movie I enjoy most."],
+        "Paddington",
+    ),
+    (
+        "I volunteer at an animal shelter on Saturdays.",
+        "On which day do I volunteer?",
+        ["When do I do my volunteering?", "What day of the week do I help at the shelter?"],
+        "Saturday",
+    ),
+    (
+        "My grandmother's name is Rosalind.",
+        "What is my grandmother called?",
+        ["Who is my grandmother?", "How is my grandmother named?"],
+        "Rosalind",
+    ),
+    (
+        "I collect vintage typewriters.",
+        "What do I collect as a hobby?",
+        ["What kind of things do I collect?", "Which old machines do I collect?"],
+        "typewriter",
+    ),
+    (
+        "My flat is in the Shoreditch area.",
+        "Which neighbourhood is my flat in?",
+        ["In what area do I live?", "Which district is my flat located in?"],
+        "Shoreditch",
+    ),
+    (
+        "My boss is called Mr Okafor.",
+        "What is the name of my manager?",
+        ["Who is my boss?", "What's my boss's surname?"],
+        "Okafor",
+    ),
+    (
+        "My favourite drink is mango lassi.",
+        "What beverage do I like best?",
+        ["Which drink do I love most?", "What do I like to drink most?"],
+        "lassi",
+    ),
+    (
+        "My son is afraid of balloons.",
+        "What does my son fear?",
+        ["What scares my son?", "What is my son frightened of?"],
+        "balloon",
+    ),
+    (
+        "I speak fluent Tagalog.",
+        "Which language do I speak fluently?",
+        ["What language am I fluent in?", "Besides English, what language do I speak?"],
+        "Tagalog",
+    ),
+    (
+        "My wife works as a dentist in Leeds.",
+        "What is my wife's profession?",
+        ["What does my wife do for a living?", "What is my wife's job?"],
+        "dentist",
+    ),
+    (
+        "My bicycle is a Brompton.",
+        "What brand is my bike?",
+        ["Which make of bicycle do I ride?", "What kind of bike do I have?"],
+        "Brompton",
+    ),
+    (
+        "My birthday is on 3 October.",
+        "On what day is my birthday?",
+        ["What date was I born on?", "When do I celebrate my birthday?"],
+        "3 October",
+    ),
+    (
+        "My hamster is called Nugget.",
+        "What name does my hamster go by?",
+        ["Remind me of my hamster's name.", "How is my hamster named?"],
+        "Nugget",
+    ),
+    (
+        "I teach chemistry at a school in Galway.",
+        "What subject do I teach?",
+        ["Which school subject do I give lessons in?", "What do I teach my students?"],
+        "chemistry",
+    ),
+    (
+        "My uncle owns a bakery in Ghent.",
+        "What business does my uncle own?",
+        ["What kind of shop does my uncle have?", "What does my uncle run?"],
+        "bakery",
+    ),
+    (
+        "My favourite fruit is lychee.",
+        "Which fruit do I like most?",
+        ["What is my favourite kind of fruit?", "Name the fruit I love best."],
+        "lychee",
+    ),
+    (
+        "My neighbour is called Gustavo.",
+        "Who is my neighbour?",
+        ["What is my neighbour's first name?", "Remind me of my neighbour's name."],
+        "Gustavo",
+    ),
+    (
+        "I support Bayern Munich.",
+        "Which football club do I support?",
+        ["What is my favourite football team?", "Which team do I cheer for?"],
+        "Bayern",
+    ),
+    (
+        "My first car was a Fiat Panda.",
+        "Which car did I own first?",
+        ["What model was my very first car?", "What brand was my first car?"],
+        "Panda",
+    ),
+    (
+        "My daughter's name is Matilda.",
+        "What is my daughter called?",
+        ["Who is my daughter?", "How is my daughter named?"],
+        "Matilda",
+    ),
 ]
 
-#: (question phrased unlike the fact, correct answer)
-PARAPHRASED = [
-    ("What name did I give my dog?", "Biscuit"),
-    ("What's my pet called?", "Biscuit"),
-    ("In which town is the hospital where I work?", "Tromsø"),
-    ("What is my job?", "A nurse"),
-    ("Which board game do I enjoy most?", "Carcassonne"),
-    ("What is my sister's name?", "Ingrid"),
-    ("Which city does my sister live in?", "Montreal"),
-    ("Which nut am I allergic to?", "Hazelnuts"),
-    ("What brand is my car?", "Volvo"),
-    ("Which instrument does my daughter play?", "The cello"),
-    ("Where was I born?", "Porto"),
-    ("In what year was I born?", "1988"),
-]
-
+#: Prompts unrelated to the facts (and not among the training anchors), for the KL measure.
 UNRELATED = [
-    ("What is the capital of Japan?", "Tokyo"),
-    ("What colour is the sky on a clear day?", "Blue"),
-    ("How many legs does a spider have?", "Eight"),
-    ("What is 2 plus 2?", "4"),
-    ("Who wrote Romeo and Juliet?", "William Shakespeare"),
-    ("What gas do plants absorb from the air?", "Carbon dioxide"),
-    ("What is the largest planet in our solar system?", "Jupiter"),
-    ("What language is spoken in Brazil?", "Portuguese"),
+    "What is the capital of Japan?",
+    "What colour is the sky on a clear day?",
+    "How many legs does a spider have?",
+    "What is 2 plus 2?",
+    "Who wrote Romeo and Juliet?",
+    "What gas do plants absorb from the air?",
+    "What is the largest planet in our solar system?",
+    "What language is spoken in Brazil?",
+    "Good morning! Did you sleep well?",
+    "Can you tell me a fun fact?",
+    "What is the freezing point of water?",
+    "How many hours are in a day?",
+    "What is the tallest mountain in the world?",
+    "Who was the first person to walk on the Moon?",
+    "What is the chemical symbol for gold?",
+    "Write a short poem about rain.",
+    "What is your favourite colour?",
+    "How do you make a cup of tea?",
+    "What is the square root of 81?",
+    "Name three types of fruit.",
+    "What is photosynthesis?",
+    "Why is the sea salty?",
+    "How far is the Moon from the Earth?",
+    "What do cows drink?",
+    "Explain gravity in one sentence.",
+    "What is the longest river in Africa?",
+    "Give me a synonym for happy.",
+    "How many strings does a violin have?",
+    "What are the three states of matter?",
+    "What is the currency of the United Kingdom?",
+    "What's a good name for a goldfish?",
+    "Tell me something interesting about owls.",
+    "What is the main ingredient of guacamole?",
+    "How do airplanes stay in the air?",
+    "What year did World War II end?",
+    "Who invented the telephone?",
+    "What should I do if I feel bored?",
+    "How many sides does a hexagon have?",
+    "What is the opposite of ancient?",
+    "Describe a sunset in a few words.",
+    "What is the speed of light?",
+    "Which animal is known as the king of the jungle?",
+    "Can you suggest a weekend activity?",
+    "What is the smallest prime number?",
+    "What does DNA stand for?",
+    "How are rainbows formed?",
+    "What is the capital of Australia?",
+    "Say hello in French.",
+    "What is a haiku?",
+    "What is the hardest natural substance?",
 ]
 
+#: Per-model settings on top of DistillConfig's defaults (Gemma-3-270M is a base model: its
+#: distributions on chat turns are far from what the facts need, so a lighter KL weight).
+RECIPES: dict[str, dict[str, Any]] = {
+    "SmolLM2-135M-Instruct": {},
+    "gemma-3-270m": {"preserve": 3.0, "lr": 2e-3},
+}
 
-def answer_scores(model: Any, tokenizer: Any, question: str, answer: str) -> tuple[float, Any]:
-    """Mean log-probability per token of ``answer`` as the assistant's reply, and the
-    log-distributions at the answer positions."""
+NEW_TOKENS = 12
+KL_TOKENS = 16
+
+
+def load_facts(path: str | None) -> list[dict[str, Any]]:
+    """The built-in facts, or a JSON list of ``{"fact", "question", "paraphrases", "answer"}``."""
+    if path is None:
+        return [{"fact": f, "question": q, "paraphrases": p, "answer": a} for f, q, p, a in FACTS]
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(data, list) or not data:
+        raise SystemExit(f"{path}: expected a non-empty JSON list of fact records")
+    for i, rec in enumerate(data):
+        ok = (
+            isinstance(rec, dict)
+            and all(
+                isinstance(rec.get(k), str) and rec[k].strip()
+                for k in ("fact", "question", "answer")
+            )
+            and isinstance(rec.get("paraphrases"), list)
+            and all(isinstance(p, str) and p.strip() for p in rec["paraphrases"])
+        )
+        if not ok:
+            raise SystemExit(f"{path}: record {i} needs fact, question, answer and paraphrases")
+    return data
+
+
+def check_unseen(facts: list[dict[str, Any]]) -> int:
+    """Assert that no asked question is a training question; returns how many were generated."""
+    from memcube.parametric.curriculum import build_curriculum, normalise_question
+
+    trained = {normalise_question(e.question) for e in build_curriculum([f["fact"] for f in facts])}
+    for rec in facts:
+        for q in [rec["question"], *rec["paraphrases"]]:
+            assert normalise_question(q) not in trained, f"asked question is in training: {q!r}"
+    return len(trained)
+
+
+def _left_pad(rows: list[list[int]], pad_id: int) -> tuple[Any, Any, Any]:
     import torch
 
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r) :] = torch.tensor(r)
+        mask[i, width - len(r) :] = 1
+    return ids, mask, (mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def prompt_ids(tokenizer: Any, question: str) -> list[int]:
     from memcube.runtime.chat import ChatMessage, build_prompt
 
-    prompt = build_prompt(tokenizer, [ChatMessage("user", question)]).ids
-    ans = list(tokenizer(answer, add_special_tokens=False)["input_ids"])
-    ids = torch.tensor([prompt + ans])
-    with torch.no_grad():
-        logp = torch.log_softmax(model(input_ids=ids).logits[0].float(), dim=-1)
-    positions = torch.arange(len(prompt) - 1, len(prompt) + len(ans) - 1)
-    token_lp = logp[positions, torch.tensor(ans)]
-    return float(token_lp.mean()), logp[positions]
+    return build_prompt(tokenizer, [ChatMessage("user", question)]).ids
 
 
-def evaluate(
-    model: Any, tokenizer: Any, manager: Any, key: str, pairs: list[tuple[str, str]]
-) -> list[dict[str, Any]]:
+def generate(model: Any, tokenizer: Any, questions: list[str], batch: int = 25) -> list[list[int]]:
+    """Greedy replies (token ids, up to the end of turn) to ``questions``, closed-book."""
     import torch
 
-    rows = []
-    for question, answer in pairs:
-        with manager.using(None):
-            base, base_dist = answer_scores(model, tokenizer, question, answer)
-        with manager.using(key):
-            tuned, tuned_dist = answer_scores(model, tokenizer, question, answer)
-        kl = float(torch.sum(base_dist.exp() * (base_dist - tuned_dist), dim=-1).mean())
-        rows.append(
-            {
-                "question": question,
-                "answer": answer,
-                "base_logp": round(base, 4),
-                "adapter_logp": round(tuned, 4),
-                "delta": round(tuned - base, 4),
-                "kl_base_to_adapter": round(kl, 5),
-            }
-        )
-    return rows
+    pad_id = (
+        tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    )
+    eos = model.generation_config.eos_token_id
+    stops = {eos} if isinstance(eos, int) else set(eos or [])
+    out: list[list[int]] = []
+    for i in range(0, len(questions), batch):
+        rows = [prompt_ids(tokenizer, q) for q in questions[i : i + batch]]
+        ids, mask, _ = _left_pad(rows, pad_id)
+        with torch.no_grad():
+            gen = model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=NEW_TOKENS,
+                do_sample=False,
+                pad_token_id=pad_id,
+            )
+        for row in gen[:, ids.shape[1] :].tolist():
+            reply: list[int] = []
+            for t in row:
+                if t in stops:
+                    break
+                reply.append(t)
+            out.append(reply)
+    return out
 
 
-def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    deltas = [r["delta"] for r in rows]
-    return {
-        "n": len(rows),
-        "base_logp_mean": round(statistics.fmean(r["base_logp"] for r in rows), 4),
-        "adapter_logp_mean": round(statistics.fmean(r["adapter_logp"] for r in rows), 4),
-        "delta_mean": round(statistics.fmean(deltas), 4),
-        "abs_delta_mean": round(statistics.fmean(abs(d) for d in deltas), 4),
-        "improved_fraction": round(sum(d > 0 for d in deltas) / len(deltas), 3),
-        "kl_mean": round(statistics.fmean(r["kl_base_to_adapter"] for r in rows), 5),
-    }
+def unrelated_kl(model: Any, tokenizer: Any, manager: Any, key: str) -> list[float]:
+    """Per prompt: mean KL(base || adapter) of the next-token distributions over the base
+    model's greedy reply (its first token included)."""
+    import torch
+
+    pad_id = (
+        tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    )
+    with manager.using(None):
+        replies = generate(model, tokenizer, UNRELATED)
+    kls: list[float] = []
+    for i in range(0, len(UNRELATED), 25):
+        rows, spans = [], []
+        for q, r in zip(UNRELATED[i : i + 25], replies[i : i + 25], strict=True):
+            p = prompt_ids(tokenizer, q)
+            r = r[:KL_TOKENS] or [tokenizer.eos_token_id]
+            rows.append(p + r)
+            spans.append(len(r))
+        ids, mask, pos = _left_pad(rows, pad_id)
+        keep = max(spans) + 1
+        dists = []
+        for adapter in (None, key):
+            with manager.using(adapter), torch.no_grad():
+                logits = (
+                    model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=keep)
+                    .logits[:, :-1]
+                    .float()
+                )
+            dists.append(torch.log_softmax(logits, dim=-1))
+        base, tuned = dists
+        kl = (base.exp() * (base - tuned)).sum(-1)  # [rows, keep-1]
+        for row, n in enumerate(spans):
+            kls.append(float(kl[row, kl.shape[1] - n :].mean()))
+    return kls
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--rank", type=int, default=8)
-    parser.add_argument("--preserve", type=float, default=1.0)
-    parser.add_argument("--json", dest="json_out")
-    args = parser.parse_args(argv)
-
+def run_model(name: str, facts: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from memcube import MemCube
     from memcube.parametric import AdapterManager
+    from memcube.parametric.distill import DistillConfig
     from memcube.runtime import load_model
 
-    model, tokenizer = load_model()
+    model, tokenizer = load_model(name)
+    overrides = dict(RECIPES.get(name, {}))
+    for k, v in (
+        ("steps", args.steps),
+        ("rank", args.rank),
+        ("lr", args.lr),
+        ("preserve", args.preserve),
+    ):
+        if v is not None:
+            overrides[k] = v
+    cfg = DistillConfig(**overrides)
+    asked = [
+        (i, q, kind)
+        for i, rec in enumerate(facts)
+        for kind, q in [("question", rec["question"])]
+        + [("paraphrase", p) for p in rec["paraphrases"]]
+    ]
+    questions = [q for _, q, _ in asked]
     with tempfile.TemporaryDirectory() as tmp, MemCube.open(tmp) as cube:
         items = cube.add_many(
-            [{"content": f, "memory_type": "fact"} for f in FACTS], user_id="bench"
+            [{"content": rec["fact"], "memory_type": "fact"} for rec in facts], user_id="bench"
         )
         start = time.perf_counter()
         manifest = cube.parametric.distill(
             "bench-facts",
             user_id="bench",
             items=items,
-            steps=args.steps,
-            rank=args.rank,
-            preserve=args.preserve,
+            config=cfg,
+            model=model,
+            tokenizer=tokenizer,
+            progress=not args.quiet,
         )
-        distill_s = time.perf_counter() - start
+        train_s = time.perf_counter() - start
         key = cube.parametric.prepare("bench-facts", model=model, tokenizer=tokenizer)
         manager = AdapterManager.for_model(model, tokenizer)
-        facts = evaluate(model, tokenizer, manager, key, PARAPHRASED)
-        unrelated = evaluate(model, tokenizer, manager, key, UNRELATED)
-    result = {
-        "model": "SmolLM2-135M-Instruct",
-        "facts": len(FACTS),
-        "steps": args.steps,
-        "rank": args.rank,
-        "preserve": args.preserve,
-        "distill_s": round(distill_s, 2),
-        "first_loss": manifest.provenance.data.get("first_loss"),
-        "final_loss": manifest.provenance.data.get("final_loss"),
-        "distilled_facts": summarise(facts),
-        "unrelated": summarise(unrelated),
-        # the gain on the facts beyond the shift the adapter also causes on unrelated answers
-        "fact_specific_gain": round(
-            summarise(facts)["delta_mean"] - summarise(unrelated)["delta_mean"], 4
-        ),
-        "load_average": os.getloadavg()[0],
-        "torch_threads": torch.get_num_threads(),
-        "rows": {"distilled_facts": facts, "unrelated": unrelated},
-    }
-    print(
-        f"distilled {len(FACTS)} facts in {distill_s:.1f} s ({args.steps} steps, rank {args.rank})"
-        f", loss {result['first_loss']} -> {result['final_loss']}"
-    )
-    print(
-        f"{'set':<18}{'n':>3}{'base logp':>11}{'adapter':>9}{'delta':>8}{'improved':>10}{'KL':>9}"
-    )
-    for name in ("distilled_facts", "unrelated"):
-        s = result[name]
-        print(
-            f"{name:<18}{s['n']:>3}{s['base_logp_mean']:>11.3f}{s['adapter_logp_mean']:>9.3f}"
-            f"{s['delta_mean']:>8.3f}{s['improved_fraction']:>10.2f}{s['kl_mean']:>9.4f}"
+        t0 = time.perf_counter()
+        with manager.using(None):
+            base_out = generate(model, tokenizer, questions)
+        with manager.using(key):
+            tuned_out = generate(model, tokenizer, questions)
+        kls = unrelated_kl(model, tokenizer, manager, key)
+        eval_s = time.perf_counter() - t0
+    rows = []
+    for (i, q, kind), b, t in zip(asked, base_out, tuned_out, strict=True):
+        answer = facts[i]["answer"].lower()
+        btxt = tokenizer.decode(b, skip_special_tokens=True).strip()
+        ttxt = tokenizer.decode(t, skip_special_tokens=True).strip()
+        rows.append(
+            {
+                "fact": i,
+                "kind": kind,
+                "question": q,
+                "answer": facts[i]["answer"],
+                "base": btxt,
+                "adapter": ttxt,
+                "base_ok": answer in btxt.lower(),
+                "adapter_ok": answer in ttxt.lower(),
+            }
         )
-    print(
-        f"fact-specific gain (facts delta - unrelated delta): {result['fact_specific_gain']:.3f}"
-        " nats/token"
+
+    def pct(key: str, kind: str | None = None) -> float:
+        sel = [r for r in rows if kind is None or r["kind"] == kind]
+        return round(100.0 * sum(r[key] for r in sel) / len(sel), 1)
+
+    data = manifest.provenance.data
+    return {
+        "facts": len(facts),
+        "base_accuracy": pct("base_ok"),
+        "adapter_accuracy": pct("adapter_ok"),
+        "unrelated_kl": round(statistics.fmean(kls), 4),
+        "train_s": round(train_s, 1),
+        "asked": len(rows),
+        "adapter_accuracy_question": pct("adapter_ok", "question"),
+        "adapter_accuracy_paraphrase": pct("adapter_ok", "paraphrase"),
+        "base_accuracy_paraphrase": pct("base_ok", "paraphrase"),
+        "unrelated_kl_max": round(max(kls), 4),
+        "eval_s": round(eval_s, 1),
+        "recipe": {
+            k: data.get(k)
+            for k in (
+                "steps",
+                "rank",
+                "alpha",
+                "lr",
+                "batch_size",
+                "target_modules",
+                "preserve",
+                "anchor_batch",
+                "holdout",
+                "eval_every",
+                "patience",
+                "max_grad_norm",
+                "examples",
+                "heldout_examples",
+                "steps_run",
+                "best_step",
+                "stopped_early",
+                "first_loss",
+                "final_loss",
+                "best_heldout_loss",
+            )
+        },
+        "torch_threads": torch.get_num_threads(),
+        "load_average": round(os.getloadavg()[0], 2),
+        "rows": rows,
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument(
+        "--model", choices=MODELS, action="append", help="model to run (repeatable; default: both)"
     )
-    if args.json_out:
-        with open(args.json_out, "w", encoding="utf-8") as fh:
-            json.dump(result, fh, indent=2, ensure_ascii=False)
+    parser.add_argument("--data", help="JSON list of {fact, question, paraphrases, answer}")
+    parser.add_argument("--steps", type=int, help="most training steps (DistillConfig default)")
+    parser.add_argument("--rank", type=int)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--preserve", type=float)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: on cores shared with other busy processes, 2 threads "
+        "ran 5x slower than 1 here, from oversubscription)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--json", dest="json_out")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    facts = load_facts(args.data)
+    generated = check_unseen(facts)
+    print(f"{len(facts)} facts; {generated} distinct training questions, none of them asked")
+    result: dict[str, Any] = {"models": {}}
+    for name in args.model or MODELS:
+        entry = run_model(name, facts, args)
+        result["models"][name] = entry
+        print(
+            f"{name}: {entry['recipe']['steps_run']} steps (best {entry['recipe']['best_step']}), "
+            f"held-out loss {entry['recipe']['best_heldout_loss']}"
+        )
+        if args.json_out:  # written after every model, so a long run keeps what it finished
+            Path(args.json_out).write_text(
+                json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+            )
+    print(
+        f"\n{'model':<24}{'facts':>6}{'base %':>8}{'adapter %':>11}{'paraphr. %':>12}"
+        f"{'KL nats':>9}{'train s':>9}"
+    )
+    for name, e in result["models"].items():
+        print(
+            f"{name:<24}{e['facts']:>6}{e['base_accuracy']:>8.1f}{e['adapter_accuracy']:>11.1f}"
+            f"{e['adapter_accuracy_paraphrase']:>12.1f}{e['unrelated_kl']:>9.4f}{e['train_s']:>9.1f}"
+        )
     return result
 
 

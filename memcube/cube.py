@@ -8,6 +8,7 @@ the lifecycle live below it, each in one place; see ``docs/architecture.md``.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from functools import partial
@@ -394,6 +395,35 @@ class MemCube(GovernanceMethods, AsyncTwins):
         self._check_open()
         return self.ranking_profiles.import_document(document, on_conflict=on_conflict)
 
+    def rematerialize_pending(
+        self,
+        runtime: Any,
+        *,
+        user_id: str | None = None,
+        kind: str | None = None,
+        signing_key: Any = None,
+        progress: bool = False,
+    ) -> list[Any]:
+        """Build the caches and adapters an import left for later (``rematerialize="lazy"``)
+        that are meant for ``runtime``'s model: of one user and kind (``"activation"`` or
+        ``"adapters"``), or all. Chat calls do this on first use; call it to do it ahead.
+        Derived payloads are signed with ``signing_key`` when given. Returns what was done
+        (:class:`~memcube.interchange.rematerialize.Rematerialization` records)."""
+        from memcube.interchange.rematerialize import has_pending, run_pending
+
+        self._check_open()
+        if not has_pending(self.path):
+            return []
+        with self._rematerialize_lock:
+            return run_pending(
+                self,
+                runtime,
+                user_id=user_id,
+                kind=kind,
+                signing_key=signing_key,
+                progress=progress,
+            )
+
     def maintain(self, *, user_id: str | None = None) -> dict[str, list[str]]:
         """Run the time-based and batched policies: memories whose TTL ran out become
         ``expired`` (hidden, kept), activated memories that went cold are demoted, and the
@@ -416,7 +446,13 @@ class MemCube(GovernanceMethods, AsyncTwins):
         for layout in rebuilt:
             rt = runtimes.get(layout.counter)
             if rt is not None:
-                warm(self, rt, layout.user_id, self.get_many([e.id for e in layout.entries]))
+                warm(
+                    self,
+                    rt,
+                    layout.user_id,
+                    self.get_many([e.id for e in layout.entries]),
+                    layout.token_budget,
+                )
         done["activation_rebuilt"] = sorted({layout.user_id for layout in rebuilt})
         return done
 
@@ -607,7 +643,12 @@ class MemCube(GovernanceMethods, AsyncTwins):
     ) -> tuple[MemCube, Any]:
         """Import a MIP archive (or a MemOS / LangGraph / mem0 export) into ``into`` and return
         ``(cube, report)``; see :func:`memcube.interchange.import_archive`. When ``into`` is a
-        folder, the cube there is opened (created if new) once the archive has been verified."""
+        folder, the cube there is opened (created if new) once the archive has been verified.
+
+        ``model=`` names the target cube's model (``"gemma-3-270m"``, a local folder, or a
+        :class:`~memcube.runtime.Runtime`): caches and adapters built for another model are
+        then recomputed, rebuilt or re-distilled for it (``rematerialize="now" | "lazy" |
+        "never"``), and ``report.rematerialized`` says which rule each got and why."""
         from memcube.interchange import import_archive
 
         if isinstance(into, MemCube):
@@ -616,6 +657,11 @@ class MemCube(GovernanceMethods, AsyncTwins):
             raise InvalidInputError("into must be an open MemCube or the path of the target cube.")
         opener = partial(cls.open, chroma_url=kwargs.pop("chroma_url", None),
                          embedder=kwargs.pop("embedder", None))  # fmt: skip
+        model = kwargs.pop("model", None)
+        if model is not None and kwargs.get("runtime") is None:
+            from memcube.runtime import Runtime
+
+            kwargs["runtime"] = model if isinstance(model, Runtime) else Runtime.shared(model)
         cube, report = import_archive(
             path,
             into,
@@ -900,6 +946,14 @@ class MemCube(GovernanceMethods, AsyncTwins):
             counter=counter or APPROX_COUNTER,
             rebuild=rebuild,
         )
+
+    @property
+    def _rematerialize_lock(self) -> threading.Lock:
+        lock: threading.Lock | None = self.__dict__.get("_remat_lock")
+        if lock is None:
+            lock = self.__dict__.setdefault("_remat_lock", threading.Lock())
+        assert lock is not None
+        return lock
 
     @property
     def _block_layouts(self) -> BlockLayouts:

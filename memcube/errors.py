@@ -88,6 +88,11 @@ class ModelMismatchError(MemCubeError):
     """A KV cache or adapter was built for a different model than the one it is loaded into."""
 
 
+class UnknownModelError(ModelMismatchError):
+    """A KV cache or adapter names a model that cannot be identified (no full fingerprint), so no
+    compatibility rule can decide how to bring it to another model; nothing was changed."""
+
+
 class StaleChunkError(MemCubeError, ValueError):
     """A stored KV chunk belongs to another version (or other token ids) of its memory; it is
     never served. Rebuild it from the memory's current text."""
@@ -129,6 +134,11 @@ class ChecksumMismatchError(ArchiveError):
 
 class SignatureError(ArchiveError):
     """The archive's Ed25519 signature is missing, from an untrusted key, or does not verify."""
+
+
+class UntrustedPayloadError(SignatureError):
+    """An import demanded that every cache and adapter be signed by a trusted key, and one is not
+    (unsigned archive, or a derived payload without a valid trusted derivation signature)."""
 
 
 class UnsupportedArchiveVersionError(ArchiveError, UnsupportedVersionError):

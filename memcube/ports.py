@@ -206,6 +206,16 @@ class RankingTarget(Protocol):
     def import_ranking(self, document: Any, *, on_conflict: str = ...) -> list[str]: ...
 
 
+@runtime_checkable
+class PendingPayloads(Protocol):
+    """A cube holding caches or adapters imported for its model but not built yet
+    (``rematerialize="lazy"``); they are built on first use with that model."""
+
+    def rematerialize_pending(
+        self, runtime: Any, *, user_id: str | None = ..., kind: str | None = ...
+    ) -> list[Any]: ...
+
+
 __all__ = [
     "DuplicateFinder",
     "ExportSource",
@@ -213,6 +223,7 @@ __all__ = [
     "MarketplaceCube",
     "MemoryReader",
     "MemorySearcher",
+    "PendingPayloads",
     "RankingSource",
     "RankingTarget",
     "UsageSink",

@@ -12,7 +12,7 @@ PACKAGES = ("memcube", "langchain_memos", "llama_index_memos")
 LAYERS = {
     **dict.fromkeys(
         ["memcube.items", "memcube.errors", "memcube.config", "memcube.atomic", "memcube.checks",
-         "memcube.ports", "memcube.messages", "memcube.dates"], 1),
+         "memcube.ports", "memcube.messages", "memcube.dates", "memcube.provenance"], 1),
     **dict.fromkeys(["memcube.plaintext", "memcube.audit", "memcube.outbox"], 2),
     **dict.fromkeys(
         ["memcube.lifecycle", "memcube.scheduler", "memcube.access", "memcube.governance",

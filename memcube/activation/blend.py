@@ -135,16 +135,21 @@ def check_blend_support(runtime: Runtime) -> Any:
     model = runtime.model
     config = model.config
     model_type = str(getattr(config, "model_type", ""))
-    if model_type not in SUPPORTED_MODEL_TYPES:
-        raise UnsupportedRopeError(
-            f"KV blending supports {sorted(SUPPORTED_MODEL_TYPES)} models, not {model_type!r}"
-        )
+    instead = "use kv_memory=True (exact prefix caching) or kv_memory='text' for it"
     layer_types = getattr(config, "layer_types", None) or []
     if any(t != "full_attention" for t in layer_types) or getattr(
         config, "use_sliding_window", False
     ):
+        # hybrid models (Gemma-3: sliding-window layers between full ones) keep only a window
+        # of keys in most layers, so a chunk's keys cannot be placed after an arbitrary prefix
         raise UnsupportedRopeError(
-            "KV blending needs full attention in every layer (this model mixes layer types)"
+            f"KV blending needs full attention in every layer, but {runtime.name} "
+            f"({model_type}) mixes sliding-window and full attention layers; {instead}"
+        )
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise UnsupportedRopeError(
+            f"KV blending supports {sorted(SUPPORTED_MODEL_TYPES)} models, not {model_type!r}; "
+            f"{instead}"
         )
     params = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None)
     rope_type = "default"

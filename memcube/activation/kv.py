@@ -80,7 +80,14 @@ def tensors_to_cache(config: Any, tensors: dict[str, Any], layers: list[dict[str
         layer.keys, layer.values = keys, values
         layer.is_initialized = True
         if sliding:
-            layer.cumulative_length = int(info["cumulative_length"])
+            # the layer holds the last min(seen, window - 1) tokens it has seen
+            seen = int(info["cumulative_length"])
+            if int(keys.shape[-2]) != min(seen, int(layer.sliding_window) - 1):
+                raise ValueError(
+                    f"sliding cache layer {i} holds {int(keys.shape[-2])} tokens, which does not "
+                    f"fit {seen} tokens seen with window {int(layer.sliding_window)}"
+                )
+            layer.cumulative_length = seen
             layer._sliding_window_tensor = torch.tensor(layer.sliding_window, dtype=torch.long)
     return cache
 

@@ -156,6 +156,15 @@ class BlockLayouts:
                 atomic_write_text(path, layout.to_json())
             return plan.items
 
+    def adopt(
+        self, user_id: str, *, token_budget: int, counter: str, entries: list[BlockEntry]
+    ) -> None:
+        """Store ``entries`` as the user's block for this budget and counter (an imported
+        block rebuilt for this cube's model), replacing what was stored."""
+        layout = StoredLayout(user_id, token_budget, counter, list(entries), [])
+        with self._lock:
+            atomic_write_text(self._path(user_id, token_budget, counter), layout.to_json())
+
     def layouts(self, user_id: str | None = None) -> list[StoredLayout]:
         """The readable stored layouts (of one user, or all)."""
         if not self.folder.is_dir():

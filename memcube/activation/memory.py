@@ -37,10 +37,11 @@ from typing import TYPE_CHECKING, Any
 
 from memcube.activation.blend import BlendResult, blend
 from memcube.activation.chunks import ChunkStore
-from memcube.activation.store import DEFAULT_MEMORY_BUDGET, ActivationStore
+from memcube.activation.store import DEFAULT_MEMORY_BUDGET, ActivationStore, ids_sha256
 from memcube.items import MemoryItem
-from memcube.ports import MemoryReader
+from memcube.ports import MemoryReader, PendingPayloads
 from memcube.prompting import DEFAULT_HEADER, memory_line, render_memories
+from memcube.provenance import MemorySource, PayloadSource, text_digest
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from memcube.runtime.chat import Prompt
@@ -144,7 +145,10 @@ class ActivationMemory:
         activation_budget: int = 1024,
         working_budget: int = 512,
     ) -> MemoryContext:
-        """Pick the activation block and the question's working memories (the cube decides)."""
+        """Pick the activation block and the question's working memories (the cube decides).
+        Caches imported for this model but left for first use are built first."""
+        if isinstance(self.cube, PendingPayloads):
+            self.cube.rematerialize_pending(self.runtime, user_id=user_id, kind="activation")
         stable = (
             self.cube.activation_set(
                 user_id,
@@ -210,11 +214,46 @@ class ActivationMemory:
         user_id: str,
         item_ids: Sequence[str] = (),
         adapter: str | None = None,
+        items: Sequence[MemoryItem] = (),
+        token_budget: int | None = None,
     ) -> Any:
-        """The stored (read-only) KV cache of ``prefix_ids``; the runtime copies it per use."""
+        """The stored (read-only) KV cache of ``prefix_ids``; the runtime copies it per use.
+        ``items`` (the block's memories) are recorded as the cache's source, so another model
+        can rebuild it (:mod:`memcube.interchange.compat`)."""
+        source = (
+            block_source(self.runtime, user_id, items, prefix_ids, token_budget) if items else None
+        )
         return self.store.get_or_build(
-            prefix_ids, user_id=user_id, item_ids=item_ids, adapter=adapter
+            prefix_ids,
+            user_id=user_id,
+            item_ids=item_ids or [it.id for it in items],
+            adapter=adapter,
+            source=source,
         ).cache
+
+
+def block_source(
+    runtime: Runtime,
+    user_id: str,
+    items: Sequence[MemoryItem],
+    prefix_ids: Sequence[int],
+    token_budget: int | None = None,
+) -> PayloadSource:
+    """The :class:`~memcube.provenance.PayloadSource` of a block's cache: its memories as they
+    are now, the block text, the token ids' hash and the chat template's hash."""
+    text = "".join(block_segments(items))
+    return PayloadSource(
+        user_id=user_id,
+        memories=[
+            MemorySource(id=it.id, version=it.version, content_sha256=text_digest(it.content))
+            for it in items
+        ],  # fmt: skip
+        text=text,
+        text_sha256=text_digest(text),
+        token_ids_sha256=ids_sha256(prefix_ids),
+        template_hash=runtime.fingerprint.chat_template_hash,
+        token_budget=token_budget,
+    )
 
 
 def counter_name(runtime: Runtime) -> str:
@@ -231,18 +270,25 @@ def live_runtimes(cube: MemoryReader) -> list[Runtime]:
         return [kv.runtime for kv, _ in entry[1].values()]
 
 
-def warm(cube: MemoryReader, runtime: Runtime, user_id: str, items: Sequence[MemoryItem]) -> None:
+def warm(
+    cube: MemoryReader,
+    runtime: Runtime,
+    user_id: str,
+    items: Sequence[MemoryItem],
+    token_budget: int | None = None,
+) -> str | None:
     """Build (or extend) the KV cache of ``user_id``'s block ``items`` for ``runtime`` now, so
-    the next call finds it ready (used after a rebuild)."""
+    the next call finds it ready (used after a rebuild, and to rebuild an imported block).
+    Returns the stored cache's key (``None`` for an empty block)."""
     from memcube.runtime.chat import ChatMessage
 
     if not items:
-        return
+        return None
     segments = block_segments(items)
     prompt = runtime.prompt([ChatMessage("user", "?")], activation_segments=segments)
-    activation_memory(cube, runtime).prefix_cache(
-        prompt.prefix_ids, user_id=user_id, item_ids=[it.id for it in items]
-    )
+    mem = activation_memory(cube, runtime)
+    mem.prefix_cache(prompt.prefix_ids, user_id=user_id, items=items, token_budget=token_budget)
+    return mem.store.key_for(prompt.prefix_ids)
 
 
 # The stores of the process, per cube object and runtime. A cube is referenced weakly: once the

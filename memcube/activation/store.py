@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from memcube.activation.kv import cache_nbytes, cache_to_tensors, layer_info, tensors_to_cache
 from memcube.atomic import atomic_write_bytes, atomic_write_text
 from memcube.errors import InvalidInputError, MemCubeError, ModelMismatchError
+from memcube.provenance import Derivation, PayloadSource
 from memcube.runtime.caches import cache_prefix, fork_cache
 from memcube.runtime.model import ModelFingerprint
 
@@ -75,6 +76,10 @@ class CacheManifest(BaseModel):
     nbytes: int
     created_at: datetime
     extended_from: str | None = None
+    #: What the cache was built from (memories, text, token ids): lets another model rebuild it.
+    source: PayloadSource | None = None
+    #: Set when the cache was derived on import from a cache built for another model.
+    derived: Derivation | None = None
 
 
 @dataclass
@@ -160,9 +165,12 @@ class ActivationStore:
         user_id: str | None = None,
         item_ids: Sequence[str] = (),
         adapter: str | None = None,
+        source: PayloadSource | None = None,
     ) -> CacheEntry:
         """The cache of exactly ``prefix_ids``: from memory, from disk, extended from a stored
         shorter prefix, or built; new caches are saved. The returned cache must not be mutated.
+        ``source`` (what the block was rendered from) is recorded in the manifest of a cache
+        saved now.
         """
         ids = [int(i) for i in prefix_ids]
         if not ids:
@@ -188,7 +196,7 @@ class ActivationStore:
                 # a block cut short (a memory in it changed): the exact head of a held cache,
                 # no forward pass; kept in memory only, it is derived from a stored cache
                 entry = CacheEntry(
-                    self._manifest(key, ids, longer, user_id, item_ids, adapter, None),
+                    self._manifest(key, ids, longer, user_id, item_ids, adapter, None, source),
                     longer,
                     ids,
                     cache_nbytes(longer),
@@ -209,7 +217,7 @@ class ActivationStore:
                 self.stats["built"] += 1
                 self.stats["tokens_prefilled"] += len(ids)
                 extended_from = None
-            entry = self._save(key, ids, cache, user_id, item_ids, adapter, extended_from)
+            entry = self._save(key, ids, cache, user_id, item_ids, adapter, extended_from, source)
             self._remember(key, entry)
             self._prune(user_id, adapter, keep=key)
             return entry
@@ -233,6 +241,22 @@ class ActivationStore:
                 "for the model that built them; drop it or rebuild it with this model."
             )
         return self._read_tensors(tensors_path, manifest)
+
+    def record_derivation(self, key: str, derivation: Derivation) -> CacheManifest:
+        """Write how the stored cache ``key`` was derived on import into its manifest."""
+        manifest_path = self._paths(key)[1]
+        with self._lock:
+            manifest = self.read_manifest(manifest_path)
+            manifest.derived = derivation
+            atomic_write_text(manifest_path, manifest.model_dump_json(indent=2))
+            entry = self._memory.get(key)
+            if entry is not None:
+                entry.manifest = manifest
+        return manifest
+
+    def tensors_path(self, key: str) -> Path:
+        """The safetensors file of the stored cache ``key``."""
+        return self._paths(key)[0]
 
     def manifests(self, user_id: str | None = None) -> list[CacheManifest]:
         """Readable manifests in the folder (optionally for one user), oldest first."""
@@ -295,6 +319,8 @@ class ActivationStore:
             cache = tensors_to_cache(self.runtime.model.config, tensors, manifest.layers)
         except KeyError as exc:
             raise CorruptCacheError(f"{path} is missing tensor {exc}") from exc
+        except ValueError as exc:  # malformed tensors for the layers the manifest describes
+            raise CorruptCacheError(f"{path} does not match its manifest: {exc}") from exc
         if cache.get_seq_length() != manifest.token_count:
             raise CorruptCacheError(
                 f"{path} covers {cache.get_seq_length()} tokens, manifest "
@@ -311,13 +337,16 @@ class ActivationStore:
         item_ids: Sequence[str],
         adapter: str | None,
         extended_from: str | None,
+        source: PayloadSource | None = None,
     ) -> CacheEntry:
         import torch
         from safetensors.torch import save as save_safetensors
 
         tensors, _ = cache_to_tensors(cache)
         tensors["prefix_ids"] = torch.tensor(ids, dtype=torch.int64)
-        manifest = self._manifest(key, ids, cache, user_id, item_ids, adapter, extended_from)
+        manifest = self._manifest(
+            key, ids, cache, user_id, item_ids, adapter, extended_from, source
+        )
         tensors_path, manifest_path = self._paths(key)
         start = time.perf_counter()
         # tensors first, manifest last: a manifest on disk means a complete cache
@@ -335,6 +364,7 @@ class ActivationStore:
         item_ids: Sequence[str],
         adapter: str | None,
         extended_from: str | None,
+        source: PayloadSource | None = None,
     ) -> CacheManifest:
         return CacheManifest(
             key=key,
@@ -349,6 +379,7 @@ class ActivationStore:
             nbytes=cache_nbytes(cache),
             created_at=datetime.now(timezone.utc),
             extended_from=extended_from,
+            source=source,
         )
 
     def _remember(self, key: str, entry: CacheEntry) -> None:

@@ -6,16 +6,28 @@ import hashlib
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from memcube.atomic import fsync_dir
-from memcube.errors import InvalidInputError
+from memcube.errors import InvalidInputError, UntrustedPayloadError
 from memcube.interchange.format import DEFAULT_LIMITS, ImportLimits
 from memcube.interchange.payloads import PayloadUnit, fingerprint_digest, unit_fingerprint
 from memcube.interchange.reader import StagedArchive, read_archive
+from memcube.interchange.rematerialize import (
+    REMATERIALIZE,
+    PayloadPlan,
+    Rematerialization,
+    check_identifiable,
+    load_teacher,
+    plan_unit,
+    run_plans,
+    save_pending,
+    verify_derivation,
+)
 from memcube.interchange.signing import PublicKeyLike
 from memcube.items import UPDATE_FIELDS, LifecycleState, MemoryItem
 from memcube.ports import ImportTarget, RankingTarget
@@ -57,6 +69,9 @@ class ImportReport:
     #: Users whose ranking profile was written (``"*"``: the cube-wide prior).
     ranking_profiles: list[str] = field(default_factory=list)
     dropped: list[DroppedPayload] = field(default_factory=list)
+    #: Caches and adapters built for another model, and what the compatibility rules did.
+    rematerialized: list[Rematerialization] = field(default_factory=list)
+    rematerialize_s: float = 0.0
     skipped_files: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -172,12 +187,25 @@ def _copy_atomic(src: Path, dst: Path) -> None:
 
 
 def plan_payloads(
-    staged: StagedArchive, model_fingerprint: Any, target_root: Path, on_conflict: str
-) -> tuple[list[PayloadUnit], list[DroppedPayload]]:
-    """Decide, per cache/adapter unit, whether it is attached (same model) or dropped."""
+    staged: StagedArchive,
+    model_fingerprint: Any,
+    target_root: Path,
+    on_conflict: str,
+    *,
+    target: Any = None,
+) -> tuple[list[PayloadUnit], list[DroppedPayload], list[PayloadPlan]]:
+    """Decide, per cache/adapter unit: attached (same model), re-materialized for the target
+    model ``target`` (a :class:`~memcube.runtime.model.ModelFingerprint`, when known) by the
+    compatibility rules (:mod:`memcube.interchange.compat`), or dropped (with the reason).
+
+    Raises:
+        UnknownModelError: a unit records its source but names no full model fingerprint.
+    """
     target_fp = fingerprint_digest(model_fingerprint)
+    records = {versions[0].id: versions for versions in staged.records}
     attach: list[PayloadUnit] = []
     dropped: list[DroppedPayload] = []
+    plans: list[PayloadPlan] = []
     for unit in staged.units:
         what = "KV cache" if unit.kind == "activation" else "adapter"
         fp = unit_fingerprint(unit, staged.read_json)
@@ -196,18 +224,19 @@ def plan_payloads(
                 DroppedPayload(
                     unit.key,
                     unit.files,
-                    f"target model unknown: pass model_fingerprint=... to attach it (built for {fp[:16]}); rebuild it from the imported memories otherwise",
+                    f"target model unknown: pass model=... (or model_fingerprint=...) to attach it (built for {fp[:16]}); rebuild it from the imported memories otherwise",
                 )
             )
             continue
         if fp != target_fp:
-            dropped.append(
-                DroppedPayload(
-                    unit.key,
-                    unit.files,
-                    f"built for model {fp[:16]}, target model is {target_fp[:16]}; rebuild it from the imported memories",
-                )
+            plan = plan_unit(staged, unit, target, records) if target is not None else None
+            if plan is not None and plan.rule != "drop":
+                plans.append(plan)
+                continue
+            reason = f"built for model {fp[:16]}, target model is {target_fp[:16]}; " + (
+                plan.reason if plan is not None else "rebuild it from the imported memories"
             )
+            dropped.append(DroppedPayload(unit.key, unit.files, reason))
             continue
         clash = [
             f
@@ -224,7 +253,36 @@ def plan_payloads(
             )
             continue
         attach.append(unit)
-    return attach, dropped
+    return attach, dropped, plans
+
+
+def check_payload_trust(staged: StagedArchive, trusted_keys: Sequence[Any] | None) -> None:
+    """The strict payload policy: the archive signed by a trusted key, and every payload
+    derived on an earlier import signed (its derivation) by a trusted key.
+
+    Raises:
+        UntrustedPayloadError: a payload is not vouched for by a trusted key.
+    """
+    if not staged.units:
+        return
+    if not trusted_keys or not staged.signature.verified:
+        raise UntrustedPayloadError(
+            "payload_trust='strict' needs an archive signed by one of trusted_keys; this one is "
+            f"{staged.signature.status}. Nothing was imported."
+        )
+    for unit in staged.units:
+        for name in unit.manifests:
+            doc = staged.read_json(name)
+            derived = doc.get("derived") if isinstance(doc, dict) else None
+            if derived is None:
+                continue
+            tensors = [f for f in unit.files if f.endswith(".safetensors")]
+            digest = staged.manifest.members[tensors[0]].sha256 if tensors else ""
+            problem = verify_derivation(derived, list(trusted_keys), digest)
+            if problem:
+                raise UntrustedPayloadError(
+                    f"{unit.key}: {problem} (payload_trust='strict'). Nothing was imported."
+                )
 
 
 def attach_payloads(
@@ -247,9 +305,29 @@ def import_staged(
     on_conflict: str = "skip",
     model_fingerprint: Any = None,
     progress: ProgressFn | None = None,
+    runtime: Any = None,
+    rematerialize: str = "now",
+    signing_key: Any = None,
+    payload_trust: str = "archive",
+    trusted_keys: Sequence[Any] | None = None,
+    teacher_models: dict[str, Any] | None = None,
 ) -> ImportReport:
-    """Import a verified archive into an open cube."""
+    """Import a verified archive into an open cube (see :func:`import_archive`)."""
     check_on_conflict(on_conflict)
+    if rematerialize not in REMATERIALIZE:
+        raise InvalidInputError(
+            f"rematerialize must be one of {REMATERIALIZE}, got {rematerialize!r}."
+        )
+    if payload_trust not in ("archive", "strict"):
+        raise InvalidInputError(
+            f"payload_trust must be 'archive' or 'strict', got {payload_trust!r}."
+        )
+    if payload_trust == "strict":
+        check_payload_trust(staged, trusted_keys)
+    check_identifiable(staged)
+    target = getattr(runtime, "fingerprint", None)
+    if target is not None:
+        model_fingerprint = target
     m = staged.manifest
     report = ImportReport(
         source=staged.source,
@@ -270,7 +348,9 @@ def import_staged(
             f"the archive was embedded with {m.embedder_id}; memories were re-embedded with "
             f"{cube.manifest.embedder_id}."
         )
-    attach, dropped = plan_payloads(staged, model_fingerprint, cube.path, on_conflict)
+    attach, dropped, plans = plan_payloads(
+        staged, model_fingerprint, cube.path, on_conflict, target=target
+    )
     if staged.ranking is not None:  # validated whole before anything is written
         if isinstance(cube, RankingTarget):
             report.ranking_profiles = cube.import_ranking(staged.ranking, on_conflict=on_conflict)
@@ -279,6 +359,28 @@ def import_staged(
     apply_records(cube, staged.records, on_conflict=on_conflict, report=report, progress=progress)
     report.attached = attach_payloads(staged, attach, cube.path)
     report.dropped = dropped
+    if plans:
+        start = time.perf_counter()
+        if rematerialize == "now":
+            teachers = {}
+            for plan in plans:
+                if plan.kind == "adapters":
+                    teacher = load_teacher(plan, staged.files, models=teacher_models)
+                    if teacher is not None:
+                        teachers[plan.unit] = teacher
+            report.rematerialized = run_plans(
+                cube, runtime, plans, signing_key=signing_key, teachers=teachers
+            )
+        elif rematerialize == "lazy":
+            save_pending(cube.path, staged, plans)
+            report.rematerialized = [
+                Rematerialization(p.unit, p.kind, p.rule, p.reason, status="pending") for p in plans
+            ]
+        else:
+            report.rematerialized = [
+                Rematerialization(p.unit, p.kind, p.rule, p.reason, status="skipped") for p in plans
+            ]
+        report.rematerialize_s = round(time.perf_counter() - start, 3)
     return report
 
 
@@ -294,6 +396,11 @@ def import_archive(
     limits: ImportLimits = DEFAULT_LIMITS,
     progress: ProgressFn | None = None,
     open_target: Callable[[str | os.PathLike[str]], ImportTarget] | None = None,
+    runtime: Any = None,
+    rematerialize: str = "now",
+    signing_key: Any = None,
+    payload_trust: str = "archive",
+    teacher_models: dict[str, Any] | None = None,
 ) -> tuple[ImportTarget, ImportReport]:
     """Import a MIP archive, or a MemOS / LangGraph / mem0 export, into a cube.
 
@@ -315,6 +422,19 @@ def import_archive(
         format: ``"auto"``, ``"mip"``, ``"memos"``, ``"langgraph"`` or ``"mem0"``.
         user_id: owner for foreign memories that name none.
         open_target: opens (or creates) the target cube when ``into`` is a folder.
+        runtime: the target cube's model (a :class:`memcube.runtime.Runtime`). Caches and
+            adapters built for another model are then brought to it by the compatibility rules
+            (:mod:`memcube.interchange.compat`: ``recompute``, ``rebuild``, ``redistill`` or
+            ``drop``); ``report.rematerialized`` says which rule each got and why.
+        rematerialize: ``"now"`` (during the import), ``"lazy"`` (on first use of the cube
+            with that model) or ``"never"`` (only reported).
+        signing_key: the importing cube's Ed25519 key; derived payloads are signed with it.
+        payload_trust: ``"strict"`` demands that the archive be signed by one of
+            ``trusted_keys`` and that every payload derived on an earlier import carry a valid
+            derivation signature by one of them (else :class:`UntrustedPayloadError`, nothing
+            imported); ``"archive"`` (default) checks the archive signature only.
+        teacher_models: ``{model_id: local folder}`` of source models a re-distillation may
+            use as its teacher (bundled models are found by name).
 
     Returns:
         ``(cube, report)``. When ``into`` was a path the cube is open: close it when done.
@@ -322,6 +442,10 @@ def import_archive(
     from memcube.interchange.foreign import ForeignBundle, detect_format, read_foreign
 
     check_on_conflict(on_conflict)
+    if rematerialize not in REMATERIALIZE:
+        raise InvalidInputError(
+            f"rematerialize must be one of {REMATERIALIZE}, got {rematerialize!r}."
+        )
     fmt = detect_format(path) if format == "auto" else format
     source: StagedArchive | ForeignBundle
     if fmt == "mip":
@@ -333,6 +457,10 @@ def import_archive(
             )
         source = read_foreign(path, fmt, user_id=user_id, limits=limits)
     try:
+        if isinstance(source, StagedArchive):  # refusals that must leave the target untouched
+            if payload_trust == "strict":
+                check_payload_trust(source, list(trusted_keys) if trusted_keys else None)
+            check_identifiable(source)
         cube, opened = _target(into, open_target)
         try:
             if isinstance(source, StagedArchive):
@@ -342,6 +470,12 @@ def import_archive(
                     on_conflict=on_conflict,
                     model_fingerprint=model_fingerprint,
                     progress=progress,
+                    runtime=runtime,
+                    rematerialize=rematerialize,
+                    signing_key=signing_key,
+                    payload_trust=payload_trust,
+                    trusted_keys=list(trusted_keys) if trusted_keys is not None else None,
+                    teacher_models=teacher_models,
                 )
             else:
                 report = ImportReport(

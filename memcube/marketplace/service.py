@@ -859,7 +859,9 @@ class Marketplace:
                 rep.deleted += 1
             state.items.pop(rid, None)
         state.items.update(incoming)
-        attach, dropped = plan_payloads(version.staged, model_fingerprint, cube.path, "overwrite")
+        attach, dropped, _plans = plan_payloads(
+            version.staged, model_fingerprint, cube.path, "overwrite"
+        )
         rep.attached.extend(attach_payloads(version.staged, attach, cube.path))
         rep.dropped.extend(f"{d.unit}: {d.reason}" for d in dropped)
         for unit in attach:

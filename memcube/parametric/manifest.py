@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from memcube.errors import InvalidInputError
 from memcube.items import check_metadata, utcnow
+from memcube.provenance import Derivation
 from memcube.runtime.model import ModelFingerprint
 
 __all__ = [
@@ -122,6 +123,8 @@ class AdapterManifest(BaseModel):
     provenance: AdapterProvenance = Field(default_factory=AdapterProvenance)
     files: dict[str, FileDigest] = Field(default_factory=dict)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    #: Set when the adapter was re-distilled on import from an adapter for another base model.
+    derived: Derivation | None = None
 
     @field_validator("name")
     @classmethod

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -242,12 +243,15 @@ class ParametricMemory:
         items: Sequence[str | MemoryItem] | None = None,
         query: str | None = None,
         k: int = 64,
-        steps: int = 30,
-        rank: int = 8,
+        steps: int | None = None,
+        rank: int | None = None,
         alpha: float | None = None,
-        lr: float = 2e-3,
-        preserve: float = 1.0,
-        seed: int = 0,
+        lr: float | None = None,
+        preserve: float | None = None,
+        seed: int | None = None,
+        config: Any = None,
+        teacher: Callable[[str], str] | None = None,
+        chat: Any = None,
         set_default: bool = False,
         progress: bool = True,
         model: Any = None,
@@ -259,10 +263,19 @@ class ParametricMemory:
 
         Which memories: ``items`` (ids or items), else the ``k`` best hits for ``query``, else the
         user's memories (at most ``k``). The manifest records their ids and versions. Training
-        uses a copy of the model; the live model is not modified.
+        uses a copy of the model; the live model is not modified. The adapter is trained on
+        questions about the facts (see :mod:`memcube.parametric.curriculum`), with a held-out
+        split for early stopping.
 
         Args:
-            steps, rank, alpha, lr, preserve, seed: see :class:`DistillConfig`.
+            steps, rank, alpha, lr, preserve, seed: override the fields of ``config``
+                (see :class:`~memcube.parametric.distill.DistillConfig`).
+            config: a ``DistillConfig`` (default settings when omitted).
+            teacher: optional ``question -> answer`` callable whose answers become the targets
+                when they agree with the memory (cross-model re-distillation, see
+                :func:`~memcube.parametric.distill.train_lora`).
+            chat: optional chat model (callable or LangChain chat model) that writes extra
+                training questions.
             set_default: also make it the user's default adapter.
             progress: show a tqdm progress bar.
 
@@ -276,17 +289,39 @@ class ParametricMemory:
         check_scope_id(user_id, "user_id", required=True)
         if not isinstance(k, int) or k < 1:
             raise InvalidInputError("k must be a positive integer.")
-        cfg = DistillConfig(
-            steps=steps, rank=rank, alpha=alpha, lr=lr, preserve=preserve, seed=seed
-        )
+        if config is not None and not isinstance(config, DistillConfig):
+            raise InvalidInputError("config must be a DistillConfig.")
+        overrides: dict[str, Any] = {
+            key: value
+            for key, value in (
+                ("steps", steps),
+                ("rank", rank),
+                ("alpha", alpha),
+                ("lr", lr),
+                ("preserve", preserve),
+                ("seed", seed),
+            )
+            if value is not None
+        }
+        cfg = dataclasses.replace(config or DistillConfig(), **overrides)
         chosen = self._select(user_id, items, query, k)
         if not chosen:
             raise InvalidInputError(f"user {user_id!r} has no memories to distill.")
         lm, tok = self._model(model, tokenizer, runtime)
-        result = train_lora(lm, tok, chosen, cfg, progress=progress, desc=f"distill {name}")
+        result = train_lora(
+            lm,
+            tok,
+            chosen,
+            cfg,
+            progress=progress,
+            desc=f"distill {name}",
+            teacher=teacher,
+            chat=chat,
+        )
         data = result.summary(cfg)
         if query is not None:
             data["query"] = query
+        data["teacher"] = teacher is not None
         manifest = self.store.add(
             name,
             result.payload,

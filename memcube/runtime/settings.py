@@ -42,7 +42,7 @@ from typing_extensions import Self
 
 from memcube.errors import InvalidSettingError
 from memcube.runtime.engine import GenerationOptions, Runtime
-from memcube.runtime.model import DEFAULT_MODEL_NAME
+from memcube.runtime.model import BUNDLED_MODELS, DEFAULT_MODEL_NAME
 from memcube.runtime.session import MemoryOptions
 
 __all__ = [
@@ -65,6 +65,9 @@ CALL_OVERRIDES = frozenset(
 )
 
 
+#: The bundled models' names, for messages (the default first).
+_BUNDLED = sorted((m.name for m in BUNDLED_MODELS.values()), key=lambda n: n != DEFAULT_MODEL_NAME)
+
 _NUMBERS = (
     "max_tokens",
     "temperature",
@@ -82,7 +85,8 @@ def _problems(settings: GenerationSettings) -> list[str]:
     found: list[str] = []
     if not settings.model.strip():
         found.append(
-            f"model must be the bundled model name or a local model folder, got {settings.model!r}."
+            f"model must be a bundled model name ({', '.join(_BUNDLED)}) or a local model "
+            f"folder, got {settings.model!r}."
         )
     if settings.max_tokens is not None and settings.max_tokens < 1:
         found.append(
@@ -139,7 +143,10 @@ class GenerationSettings(BaseModel):
     model: str = Field(
         default=DEFAULT_MODEL_NAME,
         validation_alias=AliasChoices("model", "model_name"),
-        description="The bundled model name or a local Hugging Face model folder.",
+        description=(
+            "A bundled model (SmolLM2-135M-Instruct, the default, or gemma-3-270m) or a local "
+            "Hugging Face model folder."
+        ),
     )
     temperature: float = Field(default=0.0, description="Sampling temperature; 0 is greedy.")
     max_tokens: int | None = Field(
@@ -227,8 +234,9 @@ class GenerationSettings(BaseModel):
 
 
 def _shared_runtime(model: str) -> Runtime:
-    # The bundled model is addressed as None, so every wrapper shares one loaded copy of it.
-    return Runtime.shared(None if model == DEFAULT_MODEL_NAME else model)
+    # Runtime.shared maps every spelling of a model (the bundled names in any case) to one
+    # runtime, so every wrapper shares one loaded copy of it.
+    return Runtime.shared(model)
 
 
 @dataclass(frozen=True)

@@ -75,3 +75,45 @@ def test_layer_layout_mismatch_is_refused() -> None:
         tensors_to_cache(
             llama.__class__(**{**llama.to_dict(), "num_hidden_layers": 2}), tensors, layers
         )
+
+
+def test_sliding_window_cache_is_cut_exactly_while_it_holds_the_tokens() -> None:
+    from transformers import DynamicCache
+
+    from memcube.runtime.caches import cache_prefix, fork_cache
+
+    model, config = _tiny_gemma3()  # window 4: sliding layers hold the last 3 tokens
+    ids = torch.randint(0, 128, (1, 8))
+    with torch.no_grad():
+        short = DynamicCache(config=config)
+        model(input_ids=ids[:, :3], past_key_values=short, use_cache=True)
+        head = cache_prefix(short, 2)  # all 3 tokens still held: exact
+        assert head is not None and head.get_seq_length() == 2
+        assert short.get_seq_length() == 3  # the original is untouched
+        fresh = DynamicCache(config=config)
+        model(input_ids=ids[:, :2], past_key_values=fresh, use_cache=True)
+        for cut, want in zip(head.layers, fresh.layers):
+            assert torch.equal(cut.keys, want.keys) and torch.equal(cut.values, want.values)
+        resumed = model(input_ids=ids[:, 2:6], past_key_values=head, use_cache=True).logits
+        full = model(input_ids=ids[:, :6]).logits[:, 2:]
+        assert torch.allclose(resumed, full, atol=1e-5)
+        # past the window the first tokens are gone: no exact cut, whatever the length asked
+        grown = fork_cache(short)
+        model(input_ids=ids[:, 3:8], past_key_values=grown, use_cache=True)
+        assert cache_prefix(grown, 5) is None and cache_prefix(grown, 2) is None
+        assert cache_prefix(grown, 9) is None and cache_prefix(grown, 0) is None
+        same = cache_prefix(grown, 8)  # the whole cache is always its own prefix
+        assert same is not None and same.get_seq_length() == 8
+
+
+def test_sliding_layer_tensors_must_fit_their_window() -> None:
+    from transformers import DynamicCache
+
+    model, config = _tiny_gemma3()
+    cache = DynamicCache(config=config)
+    with torch.no_grad():
+        model(input_ids=torch.randint(0, 128, (1, 10)), past_key_values=cache, use_cache=True)
+    tensors, layers = cache_to_tensors(cache)
+    layers[0] = {**layers[0], "cumulative_length": 2}  # 3 tokens held cannot be 2 seen
+    with pytest.raises(ValueError, match="sliding cache layer 0"):
+        tensors_to_cache(config, tensors, layers)

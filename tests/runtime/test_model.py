@@ -55,3 +55,16 @@ def test_fingerprint_is_stable_and_distinguishes_models(
     assert other.tokenizer_hash == fp.tokenizer_hash  # same tokenizer, different model
     # the model id alone does not make a different model
     assert fp.matches(fp.model_copy(update={"model_id": "copied-elsewhere"}))
+
+
+def test_model_key_names_one_model_however_spelled(tmp_path: Path) -> None:
+    from memcube.runtime import GEMMA_MODEL_NAME, model_key
+    from memcube.runtime.model import bundled_model_path
+
+    assert model_key(None) == model_key(DEFAULT_MODEL_NAME.upper()) == ""
+    assert model_key(" Gemma-3-270M ") == GEMMA_MODEL_NAME
+    assert model_key(tmp_path) == model_key(str(tmp_path)) == str(tmp_path.resolve())
+    assert model_key("org/some-cached-hub-id") == "org/some-cached-hub-id"
+    assert Runtime.shared(DEFAULT_MODEL_NAME.lower()) is Runtime.shared()
+    with pytest.raises(InvalidInputError, match="not a bundled model"):
+        bundled_model_path("gpt-5")
