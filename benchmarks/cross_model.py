@@ -83,7 +83,12 @@ def adapter_accuracy(cube: Any, runtime: Any, name: str, facts: list[dict[str, A
 
 
 def build_source(
-    root: Path, runtime: Any, facts: list[dict[str, Any]], block: int, quiet: bool
+    root: Path,
+    runtime: Any,
+    facts: list[dict[str, Any]],
+    block: int,
+    quiet: bool,
+    steps: int | None = None,
 ) -> dict[str, Any]:
     """The source cube: facts and filler, the block cached by a chat call, a native adapter."""
     from langchain_memos import ChatMemOS
@@ -105,7 +110,7 @@ def build_source(
     cached = chat.invoke(facts[0]["question"]).response_metadata["kv_memory"]["cached_tokens"]
     start = time.perf_counter()
     cube.parametric.distill(
-        "facts", user_id="ann", items=items, runtime=runtime, progress=not quiet
+        "facts", user_id="ann", items=items, runtime=runtime, progress=not quiet, steps=steps
     )
     train_s = time.perf_counter() - start
     native = adapter_accuracy(cube, runtime, "facts", facts)
@@ -197,6 +202,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--data", help="JSON list of {fact, question, paraphrases, answer}")
     parser.add_argument("--block", type=int, default=1024, help="activation budget (tokens)")
     parser.add_argument("--questions", type=int, default=5, help="chat questions compared")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        help="most training steps (default: DistillConfig's); the "
+        "re-distillation follows the source adapter's recorded recipe",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--json", dest="json_out")
@@ -213,7 +224,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         sources = {
-            name: build_source(root, rt, facts, args.block, args.quiet)
+            name: build_source(root, rt, facts, args.block, args.quiet, args.steps)
             for name, rt in runtimes.items()
         }
         result["native"] = {

@@ -175,6 +175,37 @@ def rows(folder: Path) -> list[tuple[str, str, str, str]]:
                 f"marketplace.json (load {market['machine']['loadavg_before'][0]:.2f})",
             )
         )
+    if distill := _load(folder, "distill"):
+        cells = [
+            f"{name}: base {m['base_accuracy']}%, adapter {m['adapter_accuracy']}%, unrelated "
+            f"KL {m['unrelated_kl']} nats, trained in {m['train_s']} s"
+            for name, m in distill["models"].items()
+        ]
+        loads = ", ".join(f"{m.get('load_average', '?')}" for m in distill["models"].values())
+        out.append(
+            (
+                "closed-book recall of 50 distilled facts, unseen questions (`benchmarks.distill`)",
+                "; ".join(cells),
+                "base <= 5%, adapter >= 50%, KL <= 0.1, <= 600 s",
+                f"distill.json (load {loads})",
+            )
+        )
+    if cross := _load(folder, "cross_model"):
+        cells = [
+            f"{d['source']} -> {d['target']}: caches identical {d['kv_identical']}, "
+            f"re-distilled {d['redistilled_accuracy']}% vs native {d['native_accuracy']}%, "
+            f"import {d['import_s']} s + rebuild/re-distill {d['rematerialize_s']} s"
+            for d in cross["directions"]
+        ]
+        out.append(
+            (
+                f"cross-model MIP import, {cross['facts']} facts, {cross['block_tokens']}-token "
+                "block (`benchmarks.cross_model`)",
+                "; ".join(cells),
+                "identical; within 10 points",
+                f"cross_model.json (load {cross.get('load_average', '?')})",
+            )
+        )
     return out
 
 

@@ -26,6 +26,7 @@ Example:
 import os
 from collections.abc import Iterable
 
+from memcube.interchange.compat import RULES, Decision, decide
 from memcube.interchange.export import ExportReport, export_cube
 from memcube.interchange.foreign import (
     FORMATS,
@@ -53,6 +54,7 @@ from memcube.interchange.importer import (
 )
 from memcube.interchange.payloads import find_fingerprint, fingerprint_digest
 from memcube.interchange.reader import StagedArchive, read_archive
+from memcube.interchange.rematerialize import REMATERIALIZE, Rematerialization
 from memcube.interchange.signing import (
     PublicKeyLike,
     SignatureCheck,
@@ -85,14 +87,19 @@ __all__ = [
     "ITEM_SCHEMA_VERSION",
     "MIP_VERSION",
     "ON_CONFLICT",
+    "REMATERIALIZE",
+    "RULES",
     "ArchiveManifest",
+    "Decision",
     "DroppedPayload",
     "ExportReport",
     "ForeignBundle",
     "ImportLimits",
     "ImportReport",
+    "Rematerialization",
     "SignatureCheck",
     "StagedArchive",
+    "decide",
     "detect_format",
     "export_cube",
     "find_fingerprint",

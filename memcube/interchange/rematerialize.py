@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -55,6 +56,8 @@ PENDING_DIR = "rematerialize"
 _PENDING_FILE = "pending.json"
 #: Teacher: answers a question closed-book with the source model and its adapter.
 Teacher = Callable[[str], str]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -434,8 +437,10 @@ def run_plans(
     teachers: Mapping[str, Teacher] | None = None,
     progress: bool = True,
 ) -> list[Rematerialization]:
-    """Carry ``plans`` out on ``cube`` with ``runtime``'s model; one failure does not stop the
-    others (it is reported). ``teachers`` maps a plan's unit to its teacher."""
+    """Carry ``plans`` out on ``cube`` with ``runtime``'s model. A failure is reported in its
+    record (``status="failed"``, ``detail["error"]``) and does not stop the others: the
+    memories are already imported, and a cache or adapter can be rebuilt from them later.
+    ``teachers`` maps a plan's unit to its teacher."""
     from tqdm.auto import tqdm
 
     done: list[Rematerialization] = []
@@ -452,8 +457,9 @@ def run_plans(
                     out.result = _adapter(cube, runtime, plan, signing_key, teacher, progress)
                     out.detail["teacher"] = teacher is not None
                 out.status = "done"
-            except MemCubeError as exc:
-                out.status, out.detail["error"] = "failed", str(exc)
+            except Exception as exc:  # noqa: BLE001 - the memories are in: report, go on
+                log.warning("could not %s %s: %s", plan.rule, plan.unit, exc)
+                out.status, out.detail["error"] = "failed", f"{type(exc).__name__}: {exc}"
             out.seconds = round(time.perf_counter() - start, 3)
             done.append(out)
             bar.update(1)
