@@ -11,9 +11,19 @@ dialog ids carried by the top k memories. Side by side, in the same run:
   (``(<session date>) <speaker> said, "<text>"``), no cube;
 * ``bm25``: Okapi BM25 (:mod:`memcube.plaintext.lexical`) over the same documents.
 
+Each system's ``budget_recall`` is the same evidence recall over what an answering model would
+read: the memories inside a prompt block of at most 500, 1,000 and 2,000 tokens (``--budgets``).
+For memcube that block is ``cube.memory_block(question, token_budget=B)``, the product's own
+choice and rendering; a baseline's ranked turns go through the same renderer
+(:func:`memcube.prompting.fit_to_budget`: the header, then one
+:func:`~memcube.prompting.memory_line` per memory while the approximate token count fits).
+``budget_recall_by_category`` splits it by category and ``budget_memories`` is the mean number of
+memories in a block.
+
 Usage:
     python -m benchmarks.locomo --data ../shared/data/locomo_dev.json [--k 1,5,10,25]
         [--json OUT] [--plot PNG] [--conversations 0,1] [--chroma-url http://host:port]
+        [--budgets 500,1000,2000]
         [--set dense_weight=0.8 ...] [--feedback [--seeds 3] [--hostile]]
 
 ``--feedback`` adds ``"feedback": {"seeds", "static", "learned"}`` (R@10 per category on the
@@ -24,6 +34,7 @@ unseen half of each conversation's questions after thumbs-up on the seen half's 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -31,11 +42,16 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from memcube import MemCube
+    from memcube.items import MemoryItem
+    from memcube.prompting import MemoryBlock
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -44,6 +60,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop", 5: "adversarial"}
 SYSTEMS = ("memcube", "dense", "bm25")
+#: Prompt-block sizes (tokens) of ``budget_recall``.
+DEFAULT_BUDGETS = (500, 1000, 2000)
+#: Keys of a system's result that are not categories.
+SYSTEM_KEYS = ("budget_recall", "budget_recall_by_category", "budget_memories", "latency_ms",
+               "ingest_s")  # fmt: skip
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "locomo_dev.json"
 RESULTS = Path(__file__).resolve().parent / "results"
 _EVIDENCE = re.compile(r"D\s*:?\s*(\d+)\s*:\s*(\d+)")
@@ -65,6 +86,7 @@ class Question:
     question: str
     evidence: list[str]
     category: str
+    answer: str = ""
 
 
 @dataclass
@@ -155,6 +177,7 @@ def load_locomo(path: Path) -> list[Conversation]:
                     question=str(qa["question"]),
                     evidence=evidence,
                     category=CATEGORIES.get(cat, f"category-{cat}"),
+                    answer=str(qa.get("answer", "")),
                 )
             )
         out.append(Conversation(str(sample.get("sample_id", n)), turns, questions))
@@ -162,25 +185,50 @@ def load_locomo(path: Path) -> list[Conversation]:
 
 
 # ---------------------------------------------------------------------------------- scoring
+def evidence_recall(evidence: Sequence[str], memories: Iterable[Sequence[str]]) -> float:
+    """The fraction of a question's gold dialog ids carried by ``memories`` (each memory given
+    by its dialog ids): a question with two evidence turns and one of them found scores 0.5.
+
+    >>> evidence_recall(["D1:2", "D1:5"], [["D1:5"], ["D3:1", "D1:9"]])
+    0.5
+    """
+    gold = set(evidence)
+    found = {i for ids in memories for i in ids}
+    return len(gold & found) / len(gold)
+
+
 class Tally:
     """Per-category recall sums and latencies for one system."""
 
-    def __init__(self, ks: Sequence[int]) -> None:
+    def __init__(self, ks: Sequence[int], budgets: Sequence[int] = ()) -> None:
         self.ks = list(ks)
+        self.budgets = list(budgets)
         self.sums: dict[str, dict[int, float]] = {}
         self.counts: dict[str, int] = {}
+        self.budget_sums: dict[str, dict[int, float]] = {}
+        self.budget_counts: dict[str, int] = {}
+        self.block_sizes: dict[int, list[int]] = {b: [] for b in self.budgets}
         self.latencies: list[float] = []
         self.ingest_s = 0.0
 
     def add(self, q: Question, ranked_ids: Sequence[Sequence[str]], latency_s: float) -> None:
-        gold = set(q.evidence)
         for cat in ("overall", q.category):
             self.counts[cat] = self.counts.get(cat, 0) + 1
             row = self.sums.setdefault(cat, {k: 0.0 for k in self.ks})
             for k in self.ks:
-                found = {i for ids in ranked_ids[:k] for i in ids}
-                row[k] += len(gold & found) / len(gold)
+                row[k] += evidence_recall(q.evidence, ranked_ids[:k])
         self.latencies.append(latency_s)
+
+    def add_blocks(self, q: Question, blocks: Mapping[int, Sequence[Sequence[str]]]) -> None:
+        """Score the prompt blocks of one question: budget -> the dialog ids of each memory in
+        the block of that budget."""
+        for cat in ("overall", q.category):
+            self.budget_counts[cat] = self.budget_counts.get(cat, 0) + 1
+            row = self.budget_sums.setdefault(cat, {b: 0.0 for b in self.budgets})
+            for b in self.budgets:
+                row[b] += evidence_recall(q.evidence, blocks[b])
+        for b in self.budgets:
+            self.block_sizes[b].append(len(blocks[b]))
 
     def result(self) -> dict[str, Any]:
         order = ["overall", *CATEGORIES.values()]
@@ -191,6 +239,20 @@ class Tally:
             out[cat] = {
                 "n": n,
                 **{f"R@{k}": round(100.0 * self.sums[cat][k] / n, 2) for k in self.ks},
+            }
+        if self.budget_counts:
+            by_cat = {
+                cat: {
+                    str(b): round(100.0 * self.budget_sums[cat][b] / self.budget_counts[cat], 2)
+                    for b in self.budgets
+                }
+                for cat in cats
+                if cat in self.budget_counts
+            }
+            out["budget_recall"] = by_cat["overall"]
+            out["budget_recall_by_category"] = by_cat
+            out["budget_memories"] = {
+                str(b): round(statistics.fmean(self.block_sizes[b]), 2) for b in self.budgets
             }
         lat = sorted(self.latencies)
         out["latency_ms"] = {
@@ -203,6 +265,27 @@ class Tally:
 
 def baseline_document(t: Turn) -> str:
     return f'({t.date_text}) {t.speaker} said, "{t.text}"'
+
+
+def prompt_block(cube: MemCube, question: str, user_id: str, budget: int) -> MemoryBlock:
+    """What ``cube.memory_block`` puts in a prompt about ``question`` within ``budget`` tokens.
+
+    Usage is left out of the choice (``usage_weight=0``: the block of a cube whose memories were
+    never used), so a question's block does not depend on the questions asked before it, nor on
+    when the cube's background write-back of usage counts happened to run."""
+    unused = dataclasses.replace(cube.scheduler_config, usage_weight=0.0)
+    return cube.memory_block(question, user_id=user_id, token_budget=budget, config=unused)
+
+
+def block_ids(
+    items: Sequence[MemoryItem], budget: int, reader: str | None = None
+) -> list[list[str]]:
+    """The dialog ids of each memory that fits a prompt block of ``budget`` tokens, in the
+    product's rendering (:func:`memcube.prompting.fit_to_budget`): how baselines' ranked turns
+    are cut to a budget."""
+    from memcube.prompting import fit_to_budget
+
+    return [it.dialog_ids for it in fit_to_budget(items, budget, reader=reader)]
 
 
 def turn_drafts(conv: Conversation, user_id: str) -> list[dict[str, Any]]:
@@ -234,12 +317,14 @@ def run(
     systems: Sequence[str] = SYSTEMS,
     progress: bool = True,
     count_usage: bool = False,
+    budgets: Sequence[int] = DEFAULT_BUDGETS,
 ) -> dict[str, Any]:
     """Measure every system on the conversations; returns ``{"systems": {...}}``."""
     import chromadb
     from chromadb.config import Settings
 
     from memcube import MemCube, RetrievalConfig
+    from memcube.items import MemoryItem
     from memcube.plaintext.embedder import default_embedder
     from memcube.plaintext.lexical import BM25Index, tokenize
 
@@ -247,7 +332,7 @@ def run(
     embedder.embed_query("warm up")
     config = RetrievalConfig(**(retrieval or {}))
     kmax = max(ks)
-    tallies = {s: Tally(ks) for s in systems}
+    tallies = {s: Tally(ks, budgets) for s in systems}
     with tempfile.TemporaryDirectory(prefix="locomo-") as tmp:
         raw = chromadb.PersistentClient(
             path=str(Path(tmp) / "raw"), settings=Settings(anonymized_telemetry=False)
@@ -257,8 +342,10 @@ def run(
                 continue
             ids = [t.dia_id for t in conv.turns]
             docs = [baseline_document(t) for t in conv.turns]
+            user = f"locomo-{n}"
+            # The baselines' turns as the memories a prompt block renders (unsaved items).
+            turn_items = [MemoryItem(**d) for d in turn_drafts(conv, user)]
             if "memcube" in systems:
-                user = f"locomo-{n}"
                 tally = tallies["memcube"]
                 t0 = time.perf_counter()
                 cube = MemCube.open(
@@ -274,6 +361,13 @@ def run(
                             q.question, user_id=user, k=kmax, count_usage=count_usage
                         )
                         tally.add(q, [h.item.dialog_ids for h in hits], time.perf_counter() - t1)
+                    # After the timed searches: a block records usage, whose background
+                    # write-back would otherwise land in their latency.
+                    for q in conv.questions if budgets else ():
+                        tally.add_blocks(q, {
+                            b: [it.dialog_ids for it in prompt_block(cube, q.question, user, b).items]
+                            for b in budgets
+                        })  # fmt: skip
                 finally:
                     cube.close()
             if "dense" in systems:
@@ -284,14 +378,18 @@ def run(
                 )
                 coll.add(ids=ids, documents=docs, embeddings=embedder.embed_documents(docs))
                 tally.ingest_s += time.perf_counter() - t0
+                position = {i: p for p, i in enumerate(ids)}
                 for q in conv.questions:
                     t1 = time.perf_counter()
+                    query = embedder.embed_query(q.question)
                     res = coll.query(
-                        query_embeddings=[embedder.embed_query(q.question)],
-                        n_results=min(kmax, len(ids)),
-                        include=[],
+                        query_embeddings=[query], n_results=min(kmax, len(ids)), include=[]
                     )
                     tally.add(q, [[i] for i in res["ids"][0]], time.perf_counter() - t1)
+                    if budgets:  # the whole ranking, untimed, for the prompt blocks
+                        res = coll.query(query_embeddings=[query], n_results=len(ids), include=[])
+                        ranked = [turn_items[position[i]] for i in res["ids"][0]]
+                        tally.add_blocks(q, {b: block_ids(ranked, b, user) for b in budgets})
             if "bm25" in systems:
                 tally = tallies["bm25"]
                 t0 = time.perf_counter()
@@ -300,18 +398,26 @@ def run(
                 for q in conv.questions:
                     t1 = time.perf_counter()
                     scores = index.scores(tokenize(q.question))
-                    top = sorted(range(len(ids)), key=lambda i: -scores[i])[:kmax]
-                    tally.add(q, [[ids[i]] for i in top], time.perf_counter() - t1)
+                    order = sorted(range(len(ids)), key=lambda i: -scores[i])
+                    tally.add(q, [[ids[i]] for i in order[:kmax]], time.perf_counter() - t1)
+                    if budgets:
+                        ranked = [turn_items[i] for i in order]
+                        tally.add_blocks(q, {b: block_ids(ranked, b, user) for b in budgets})
     return {
         "systems": {s: tallies[s].result() for s in systems},
-        "config": {"retrieval": asdict(config), "embedder": embedder.model_id, "k": list(ks)},
+        "config": {
+            "retrieval": asdict(config),
+            "embedder": embedder.model_id,
+            "k": list(ks),
+            "budgets": list(budgets),
+        },
     }
 
 
 # ---------------------------------------------------------------------------------- output
 def table(result: dict[str, Any], ks: Sequence[int]) -> str:
     systems = result["systems"]
-    cats = [c for c in next(iter(systems.values())) if c not in ("latency_ms", "ingest_s")]
+    cats = [c for c in next(iter(systems.values())) if c not in SYSTEM_KEYS]
     lines = []
     head = f"{'category':<14}{'n':>5}  " + "  ".join(
         f"{s + ' R@' + str(k):>16}" for s in systems for k in ks
@@ -322,6 +428,26 @@ def table(result: dict[str, Any], ks: Sequence[int]) -> str:
         n = next(iter(systems.values()))[cat]["n"]
         cells = "  ".join(f"{systems[s][cat][f'R@{k}']:>16.1f}" for s in systems for k in ks)
         lines.append(f"{cat:<14}{n:>5}  {cells}")
+    budgets = list(next(iter(systems.values())).get("budget_recall", {}))
+    if budgets:
+        lines.append("")
+        head = f"{'recall within':<14}{'n':>5}  " + "  ".join(
+            f"{s + ' ' + b + ' tok':>16}" for s in systems for b in budgets
+        )
+        lines.append(head)
+        lines.append("-" * len(head))
+        for cat in cats:
+            n = next(iter(systems.values()))[cat]["n"]
+            cells = "  ".join(
+                f"{systems[s]['budget_recall_by_category'][cat][b]:>16.1f}"
+                for s in systems
+                for b in budgets
+            )
+            lines.append(f"{cat:<14}{n:>5}  {cells}")
+        cells = "  ".join(
+            f"{systems[s]['budget_memories'][b]:>16.1f}" for s in systems for b in budgets
+        )
+        lines.append(f"{'memories/block':<19}  {cells}")
     lines.append("")
     for s, r in systems.items():
         lat = r["latency_ms"]
@@ -339,7 +465,7 @@ def plot(result: dict[str, Any], path: Path, k: int = 10) -> Path:
     import matplotlib.pyplot as plt
 
     systems = result["systems"]
-    cats = [c for c in next(iter(systems.values())) if c not in ("latency_ms", "ingest_s")]
+    cats = [c for c in next(iter(systems.values())) if c not in SYSTEM_KEYS]
     width = 0.8 / len(systems)
     fig, ax = plt.subplots(figsize=(9, 4.5))
     for i, (name, r) in enumerate(systems.items()):
@@ -360,16 +486,24 @@ def plot(result: dict[str, Any], path: Path, k: int = 10) -> Path:
     return path
 
 
-def _parse_ks(text: str) -> list[int]:
+def _positive_ints(text: str, option: str) -> list[int]:
     try:
-        ks = sorted({int(x) for x in text.split(",") if x.strip()})
+        values = sorted({int(x) for x in text.split(",") if x.strip()})
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"--k takes comma-separated integers, got {text!r}"
+            f"{option} takes comma-separated integers, got {text!r}"
         ) from None
-    if not ks or ks[0] < 1:
-        raise argparse.ArgumentTypeError("--k values must be positive")
-    return ks
+    if not values or values[0] < 1:
+        raise argparse.ArgumentTypeError(f"{option} values must be positive")
+    return values
+
+
+def _parse_ks(text: str) -> list[int]:
+    return _positive_ints(text, "--k")
+
+
+def _parse_budgets(text: str) -> list[int]:
+    return _positive_ints(text, "--budgets")
 
 
 def _parse_selection(text: str | None, n: int) -> list[int]:
@@ -403,6 +537,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="LoCoMo-format JSON file")
     ap.add_argument("--k", type=_parse_ks, default=[1, 5, 10, 25], help="e.g. 1,5,10,25")
+    ap.add_argument("--budgets", type=_parse_budgets, default=list(DEFAULT_BUDGETS),
+                    help="prompt-block token budgets of budget_recall, e.g. 500,1000,2000")  # fmt: skip
     ap.add_argument("--json", type=Path, default=None, help="write results here")
     ap.add_argument(
         "--plot", type=Path, default=None, help="bar chart PNG (default: next to --json)"
@@ -440,6 +576,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         systems=systems,
         progress=not args.no_progress,
         count_usage=args.count_usage,
+        budgets=args.budgets,
     )
     result["data"] = {"file": args.data.name, "conversations": selected}
     print(table(result, args.k))
