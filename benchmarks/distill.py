@@ -14,7 +14,8 @@ Targets (2 CPU cores, each model): base accuracy <= 5 %, adapter accuracy >= 50 
 
 Run from the repo root::
 
-    python -m benchmarks.distill [--model NAME] [--data FILE] [--steps N] [--json OUT]
+    python -m benchmarks.distill [--model NAME] [--data FILE] [--steps N] [--set FIELD=JSON]
+        [--json OUT]
 
 ``--data FILE``: a JSON list of ``{"fact", "question", "paraphrases", "answer"}`` records to use
 instead of the built-in facts. Output (``--json``)::
@@ -409,11 +410,11 @@ UNRELATED = [
     "What is the hardest natural substance?",
 ]
 
-#: Per-model settings on top of DistillConfig's defaults (Gemma-3-270M is a base model: its
-#: distributions on chat turns are far from what the facts need, so a lighter KL weight).
+#: Per-model settings on top of DistillConfig's defaults (Gemma-3-270M, twice the size, moved
+#: its unrelated replies more at the default rate: KL 0.21 at 2e-3, 0.06 at 1e-3).
 RECIPES: dict[str, dict[str, Any]] = {
     "SmolLM2-135M-Instruct": {},
-    "gemma-3-270m": {"preserve": 3.0, "lr": 2e-3},
+    "gemma-3-270m": {"lr": 1e-3},
 }
 
 NEW_TOKENS = 12
@@ -502,20 +503,22 @@ def generate(model: Any, tokenizer: Any, questions: list[str], batch: int = 25) 
     return out
 
 
-def unrelated_kl(model: Any, tokenizer: Any, manager: Any, key: str) -> list[float]:
-    """Per prompt: mean KL(base || adapter) of the next-token distributions over the base
-    model's greedy reply (its first token included)."""
+def unrelated_kl(
+    model: Any, tokenizer: Any, manager: Any, key: str, prompts: list[str] = UNRELATED
+) -> list[float]:
+    """Per prompt (:data:`UNRELATED` by default): mean KL(base || adapter) of the next-token
+    distributions over the base model's greedy reply (its first token included)."""
     import torch
 
     pad_id = (
         tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     )
     with manager.using(None):
-        replies = generate(model, tokenizer, UNRELATED)
+        replies = generate(model, tokenizer, prompts)
     kls: list[float] = []
-    for i in range(0, len(UNRELATED), 25):
+    for i in range(0, len(prompts), 25):
         rows, spans = [], []
-        for q, r in zip(UNRELATED[i : i + 25], replies[i : i + 25], strict=True):
+        for q, r in zip(prompts[i : i + 25], replies[i : i + 25], strict=True):
             p = prompt_ids(tokenizer, q)
             r = r[:KL_TOKENS] or [tokenizer.eos_token_id]
             rows.append(p + r)
@@ -543,7 +546,8 @@ def run_model(name: str, facts: list[dict[str, Any]], args: argparse.Namespace) 
 
     from memcube import MemCube
     from memcube.parametric import AdapterManager
-    from memcube.parametric.distill import DistillConfig
+    from memcube.parametric.anchors import anchor_prompts
+    from memcube.parametric.distill import ANCHORS, DistillConfig
     from memcube.runtime import load_model
 
     model, tokenizer = load_model(name)
@@ -556,6 +560,9 @@ def run_model(name: str, facts: list[dict[str, Any]], args: argparse.Namespace) 
     ):
         if v is not None:
             overrides[k] = v
+    for pair in args.set or []:
+        field, _, value = pair.partition("=")
+        overrides[field] = json.loads(value)
     cfg = DistillConfig(**overrides)
     asked = [
         (i, q, kind)
@@ -587,6 +594,10 @@ def run_model(name: str, facts: list[dict[str, Any]], args: argparse.Namespace) 
         with manager.using(key):
             tuned_out = generate(model, tokenizer, questions)
         kls = unrelated_kl(model, tokenizer, manager, key)
+        # The same measure on prompts the KL term trained on: the gap to ``kls`` is how far
+        # the preservation generalises.
+        trained = anchor_prompts([rec["fact"] for rec in facts], first=[q for q, _ in ANCHORS])
+        anchor_kls = unrelated_kl(model, tokenizer, manager, key, trained[:50])
         eval_s = time.perf_counter() - t0
     rows = []
     for (i, q, kind), b, t in zip(asked, base_out, tuned_out, strict=True):
@@ -622,7 +633,11 @@ def run_model(name: str, facts: list[dict[str, Any]], args: argparse.Namespace) 
         "adapter_accuracy_paraphrase": pct("adapter_ok", "paraphrase"),
         "base_accuracy_paraphrase": pct("base_ok", "paraphrase"),
         "unrelated_kl_max": round(max(kls), 4),
+        "anchor_kl": round(statistics.fmean(anchor_kls), 4),
         "eval_s": round(eval_s, 1),
+        "unrelated": [
+            {"prompt": q, "kl": round(kl, 4)} for q, kl in zip(UNRELATED, kls, strict=True)
+        ],
         "recipe": {
             k: data.get(k)
             for k in (
@@ -664,6 +679,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--rank", type=int)
     parser.add_argument("--lr", type=float)
     parser.add_argument("--preserve", type=float)
+    parser.add_argument(
+        "--set",
+        action="append",
+        metavar="FIELD=JSON",
+        help="any other DistillConfig field, e.g. --set anchor_batch=8 (repeatable)",
+    )
     parser.add_argument(
         "--threads",
         type=int,

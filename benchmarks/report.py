@@ -51,6 +51,32 @@ def rows(folder: Path) -> list[tuple[str, str, str, str]]:
                 "locomo_dev.json",
             )
         )
+        if "budget_recall" in sy["memcube"]:
+            cells = "; ".join(
+                f"{name} " + ", ".join(f"{v} @{b}" for b, v in r["budget_recall"].items())
+                for name, r in sy.items()
+            )
+            out.append(
+                (
+                    "LoCoMo evidence inside the prompt block, by token budget (`benchmarks.locomo`)",
+                    cells,
+                    ">= 85 within 1,000 tokens",
+                    "locomo_dev.json",
+                )
+            )
+    if qa := _load(folder, "locomo_qa_bundled"):
+        o = qa["overall"]
+        out.append(
+            (
+                f"LoCoMo answers, {o['n']} dev questions, {qa['answer_model']} model "
+                "(`benchmarks.locomo_qa`)",
+                f"J {o['j']} (judge: {qa['judge_model']}, not comparable), token F1 {o['f1']}; "
+                f"{qa['context_tokens_per_question']} context tokens; answer p95 "
+                f"{qa['latency_s']['p95']} s",
+                "(plumbing; J with a real judge model)",
+                "locomo_qa_bundled.json",
+            )
+        )
     if sem := _load(folder, "memory_semantics"):
         worst = min(sem["categories"].items(), key=lambda kv: kv[1])
         out.append(

@@ -13,7 +13,14 @@ from memcube import MemCube
 from memcube.errors import InvalidInputError
 from memcube.items import MemoryItem
 from memcube.parametric import AdapterManager
-from memcube.parametric.distill import DistillConfig, _teach, end_of_turn, train_lora
+from memcube.parametric.curriculum import build_curriculum
+from memcube.parametric.distill import (
+    DistillConfig,
+    _teach,
+    _whole_sentences,
+    end_of_turn,
+    train_lora,
+)
 from memcube.runtime import ChatMessage, load_model
 from memcube.runtime.chat import build_prompt
 from memcube.runtime.model import model_cache_dir
@@ -101,8 +108,31 @@ def test_teacher_answers_are_kept_only_when_they_agree() -> None:
             assert e.answer == "Your dog is Biscuit!"
         elif e.kind == "qa":
             assert e.answer == e.key  # disagreement: the template answer stays
+    # Whole-statement answers first, then the teacher's where they agree.
+    examples, used, _ = _teach(_items(FACTS), None, teacher, sentences=True)
+    dog = [e.answer for e in examples if e.kind == "qa" and "dog" in e.question]
+    assert used > 0 and set(dog) == {"Your dog is Biscuit!"}
+    assert all(e.answer != e.key for e in examples if e.kind == "qa")
     with pytest.raises(InvalidInputError):
         _teach(_items(FACTS), None, lambda q: None)  # type: ignore[arg-type, return-value]
+
+
+def test_sentence_answers_restate_the_memory() -> None:
+    examples = build_curriculum(FACTS)
+    restated = _whole_sentences(examples)
+    by_fact = {e.fact: e.answer for e in examples if e.kind == "sentence"}
+    assert len(by_fact) == len(FACTS)  # one restatement per memory
+    for e in restated:
+        if e.kind in ("qa", "sentence"):
+            assert e.answer == by_fact[e.fact]  # "Your dog is called Biscuit.", not "Biscuit"
+            assert e.key.lower() in e.answer.lower()
+    pairs = [(e.question, e.answer) for e in restated]
+    assert len(pairs) == len(set(pairs))  # a question once, not once per former answer
+    questions = {e.question for e in examples if e.kind == "qa"}
+    assert questions <= {e.question for e in restated}  # no question is lost
+    assert [e for e in restated if e.kind == "recall"] == [
+        e for e in examples if e.kind == "recall"
+    ]
 
 
 @pytest.mark.slow
