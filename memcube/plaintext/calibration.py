@@ -43,6 +43,7 @@ Two rules shape the list before that:
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Container, Sequence
@@ -289,10 +290,17 @@ def _numbers(text: str) -> set[str]:
     return {t.strip(".,;:!?()[]\"'").casefold() for t in re.findall(r"\S*\d\S*", text)}
 
 
+@functools.lru_cache(maxsize=8192)
+def _topic_words(text: str) -> frozenset[str]:
+    # Diversification compares every kept hit with every candidate: stemming the same few
+    # dozen texts again for each pair took most of a search's time.
+    return frozenset(tokenize(text))
+
+
 def _overlap(a: str, b: str) -> float:
     """Share of the smaller text's topic words that the other holds (embeddings of two turns
     of one conversation are close even when they say different things; words tell)."""
-    ta, tb = set(tokenize(a)), set(tokenize(b))
+    ta, tb = _topic_words(a), _topic_words(b)
     if not ta or not tb:
         return 0.0
     return len(ta & tb) / min(len(ta), len(tb))

@@ -390,8 +390,9 @@ def test_locomo_benchmark_json_contract(tmp_path: Path, capsys: pytest.CaptureFi
     for name, system in saved["systems"].items():
         assert set(system) == {
             "overall", "multi-hop", "temporal", "open-domain", "single-hop", "adversarial",
-            "latency_ms", "ingest_s",
+            "latency_ms", "ingest_s", "budget_recall", "budget_recall_by_category", "budget_memories",
         }, name  # fmt: skip
+        assert set(system["budget_recall"]) == {"500", "1000", "2000"}
         assert system["overall"]["n"] == 5
         for cat in ("overall", "multi-hop", "temporal", "open-domain", "single-hop", "adversarial"):
             row = system[cat]
